@@ -1,0 +1,51 @@
+"""Entry point of the ``prefkit`` command: dispatches to one module per command."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+
+from prefkit import __version__
+
+# One module per command under prefkit.cli; each defines register(subparsers) and run(args).
+COMMANDS: tuple[str, ...] = ("env",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="prefkit",
+        description="Learning from pairwise and general preference feedback.",
+    )
+    parser.add_argument("--version", action="version", version=f"prefkit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"prefkit.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    from prefkit.config import ConfigError
+    from prefkit.errors import InputError, NonFiniteLossError
+
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, InputError, NonFiniteLossError) as err:
+        if getattr(args, "json", False):
+            print(json.dumps({"error": str(err)}))
+        print(f"prefkit {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"prefkit {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""The run configuration schema: one typed dataclass tree shared by every command.
+
+Resolution order: dataclass defaults <- ``--config FILE.yaml`` <- dotted ``key=value``
+overrides on the command line. The resolved config is written as ``config.yaml`` beside every
+output. Field names used by code outside this repository (keep them stable): ``tiny.hidden_size``,
+``tiny.layers``, ``tiny.heads``, ``train.batch_size``, ``train.max_length``, ``train.steps``,
+``train.lr``, ``loss.beta``, ``seed``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class TinyConfig:
+    """The built-in tiny Llama-architecture policy, built from this config (``--model tiny``)."""
+
+    hidden_size: int = 64
+    layers: int = 2
+    heads: int = 4
+    kv_heads: int | None = None
+    """Key/value heads (grouped-query attention); ``None`` means ``heads``."""
+    intermediate_size: int | None = None
+    """MLP width; ``None`` means ``4 * hidden_size``."""
+    max_vocab: int = 4096
+    """Cap on the word-level tokenizer fitted on the data (most frequent words kept)."""
+    tie_word_embeddings: bool = False
+    max_position_embeddings: int = 1024
+
+    def __post_init__(self) -> None:
+        for name in ("hidden_size", "layers", "heads", "max_vocab", "max_position_embeddings"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"tiny.{name} must be positive, got {getattr(self, name)}")
+        if self.hidden_size % self.heads:
+            raise ValueError(
+                f"tiny.hidden_size ({self.hidden_size}) must be divisible by tiny.heads ({self.heads})"
+            )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The optimisation loop (owned by ``prefkit.engine``)."""
+
+    steps: int = 200
+    """Optimizer steps."""
+    batch_size: int = 8
+    """Examples (pairs, lists or sequences) per optimizer step."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step; must divide ``batch_size``."""
+    lr: float = 5e-5
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
+    schedule: Literal["constant", "linear", "cosine"] = "constant"
+    warmup_steps: int = 0
+    max_grad_norm: float | None = 1.0
+    """Clip the global gradient norm to this value; ``null`` disables clipping."""
+    max_length: int = 512
+    """Tokens per sequence (prompt plus response)."""
+    max_prompt_length: int | None = None
+    """Prompt tokens kept (from the end) when a row is too long; ``None`` means half of max_length."""
+    truncation: Literal["truncate", "error"] = "truncate"
+    """Rows longer than ``max_length``: keep the prompt's end and the response's start (counted
+    and reported), or stop with an error naming file and line."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    device: str = "auto"
+    """``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
+    threads: int | None = None
+    """CPU threads for torch; ``None`` leaves torch's default."""
+    log_every: int = 10
+    eval_every: int = 0
+    """Evaluate every N steps (0: only at the end)."""
+    save_every: int = 0
+    """Checkpoint every N steps (0: only at the end)."""
+    shuffle: bool = True
+    ref_cache: bool = True
+    """Compute reference log-probs once and cache them on disk (keyed by data and model)."""
+    gradient_checkpointing: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "grad_accum", "max_length"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"train.{name} must be positive, got {getattr(self, name)}")
+        if self.batch_size % self.grad_accum:
+            raise ValueError(
+                f"train.grad_accum ({self.grad_accum}) must divide train.batch_size ({self.batch_size})"
+            )
+        if self.lr <= 0:
+            raise ValueError(f"train.lr must be positive, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Which loss the method minimises; validated against ``prefkit.losses.LOSSES``."""
+
+    name: str = ""
+    """Registry name; empty means the method's own loss."""
+    beta: float | None = None
+    """KL strength (or the loss's temperature); ``None`` means the loss's default."""
+    params: dict[str, Any] = field(default_factory=dict)
+    """Other keyword arguments of the loss function, checked against its signature."""
+    weights: dict[str, float] = field(default_factory=dict)
+    """Weighted combination of several registry losses (MPO style); empty means ``name`` alone."""
+    nll_weight: float = 0.0
+    """Weight of an NLL term on the chosen response (RPO)."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where training data comes from when it is a file (``--data FILE``)."""
+
+    path: str | None = None
+    eval_path: str | None = None
+    skip_invalid: bool = False
+    """Skip malformed rows (counted and reported) instead of stopping at the first one."""
+
+
+@dataclass(frozen=True)
+class OnlineConfig:
+    """The online sample -> judge -> update loop (``prefkit.engine`` online step)."""
+
+    prompts_per_step: int = 8
+    samples_per_prompt: int = 2
+    max_new_tokens: int = 16
+    temperature: float = 1.0
+    top_p: float = 1.0
+    judge: str = "world"
+    """``world`` (the simulated annotator pool), ``world-truth``, or a preference-model directory."""
+    pairing: Literal["best_worst", "random", "all"] = "best_worst"
+    iterations: int = 1
+    """Batched-iterative rounds (1 means per-step online)."""
+    ref_update: Literal["fixed", "previous"] = "fixed"
+    mixture_coef: float = 0.125
+    """Geometric-mixture weight on the reference (Nash-MD's beta; 0 is self-play)."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation against a simulated world's true preference."""
+
+    world: str | None = None
+    prompts: int = 64
+    samples: int = 8
+    """Responses sampled per prompt and per policy."""
+    max_new_tokens: int = 16
+    temperature: float = 1.0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one ``prefkit train`` run needs."""
+
+    method: str = "dpo"
+    model: str = "tiny"
+    """``tiny`` or a local Hugging Face checkpoint directory (hub names when online)."""
+    ref_model: str | None = None
+    """Reference policy; ``None`` means the initial policy."""
+    trust_remote_code: bool = False
+    seed: int = 0
+    out: str = "runs/train"
+    tiny: TinyConfig = field(default_factory=TinyConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    online: OnlineConfig = field(default_factory=OnlineConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
