@@ -5,13 +5,18 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import pkgutil
 import sys
 from collections.abc import Sequence
 
+import prefkit.cli
 from prefkit import __version__
 
-# One module per command under prefkit.cli; each defines register(subparsers) and run(args).
-COMMANDS: tuple[str, ...] = ("env",)
+
+def command_modules() -> list[str]:
+    """Every module under prefkit.cli that defines ``register(subparsers)``: one per command."""
+    names = [m.name for m in pkgutil.iter_modules(prefkit.cli.__path__) if not m.name.startswith("_")]
+    return sorted(n for n in names if n != "main")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,8 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"prefkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
-        importlib.import_module(f"prefkit.cli.{name}").register(sub)
+    for name in command_modules():
+        module = importlib.import_module(f"prefkit.cli.{name}")
+        if hasattr(module, "register"):
+            module.register(sub)
     return parser
 
 
