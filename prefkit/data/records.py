@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 Message = dict[str, str]
 """A chat message ``{"role": ..., "content": ...}``."""
-Text = Union[str, list[Message]]
+Text = str | list[Message]
 """Plain text, or a conversation as a list of messages (TRL's conversational format)."""
 Source = tuple[str, int]
 """Where a record came from: (file, 1-based line or row number)."""
