@@ -1,0 +1,335 @@
+"""The one training loop: every offline method, SFT, and (through ``online``) every online one.
+
+``train(cfg)`` resolves the method, loads data and models, and runs optimizer steps. It alone
+owns device placement, precision, gradient accumulation, loss normalisation, clipping,
+checkpoints, metrics and ``--resume``. Data order is a pure function of ``(seed, step)``, so a
+resumed run sees exactly the batches an uninterrupted one would have seen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from prefkit.config import RunConfig, save_yaml, to_dict
+from prefkit.data import ListRecord, PairRecord
+from prefkit.engine import checkpoint as ckpt
+from prefkit.engine.examples import tokenize_lists, tokenize_pairs, tokenize_sequences
+from prefkit.engine.methods import Method, get_method
+from prefkit.engine.metrics import MetricsLogger, progress_bar
+from prefkit.engine.optim import build_optimizer, set_lr
+from prefkit.engine.refcache import reference_logps
+from prefkit.engine.steps import (
+    StepContext,
+    listwise_step,
+    pairwise_step,
+    resolve_loss,
+    sft_step,
+)
+from prefkit.errors import InputError, NonFiniteLossError
+from prefkit.policy import Policy, resolve_device
+
+CHECKPOINTS = "checkpoints"
+
+
+@dataclass
+class TrainData:
+    """What a run trains on; whichever the method's step shape needs must be present."""
+
+    pairs: Sequence[PairRecord] | None = None
+    lists: Sequence[ListRecord] | None = None
+    sequences: Sequence[tuple[Any, Any]] | None = None
+    """(prompt, response) for SFT; built from pairs' chosen responses when absent."""
+    prompts: Sequence[Any] | None = None
+    """Prompts for online methods."""
+    sources: Sequence[Any] | None = None
+    report: Any = None
+
+    def texts(self) -> list[str]:
+        """Every string in the data (to fit the tiny preset's tokenizer)."""
+        out: list[str] = []
+
+        def add(value: Any) -> None:
+            if isinstance(value, str):
+                out.append(value)
+            elif isinstance(value, list):
+                out.extend(m["content"] for m in value)
+
+        for r in self.pairs or ():
+            add(r.prompt), add(r.chosen), add(r.rejected)
+        for r in self.lists or ():
+            add(r.prompt)
+            for resp in r.responses:
+                add(resp)
+        for p, resp in self.sequences or ():
+            add(p), add(resp)
+        for p in self.prompts or ():
+            add(p)
+        return out
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def load_train_data(cfg: RunConfig, method: Method) -> TrainData:
+    """Read ``cfg.data.path`` in the shape the method needs."""
+    from prefkit.data import read_lists, read_pairs, read_prompts
+
+    if cfg.data.path is None:
+        raise InputError("no training data: pass --data FILE", field="data.path")
+    path = cfg.data.path
+    if method.step == "listwise":
+        records, report = read_lists(path, skip_invalid=cfg.data.skip_invalid)
+        return TrainData(lists=records, report=report)
+    if method.step == "online":
+        prompts, report = read_prompts(path, skip_invalid=cfg.data.skip_invalid)
+        return TrainData(prompts=prompts, report=report)
+    records, report = read_pairs(path, skip_invalid=cfg.data.skip_invalid)
+    if method.step == "sft":
+        return TrainData(
+            sequences=[(r.prompt, r.chosen) for r in records],
+            sources=[r.source for r in records],
+            report=report,
+        )
+    return TrainData(pairs=records, report=report)
+
+
+def build_policy(cfg: RunConfig, data: TrainData, device: torch.device) -> Policy:
+    dtype = "bf16" if cfg.train.precision == "bf16" and device.type == "cuda" else None
+    if cfg.model == "tiny":
+        texts = data.texts()
+        if not texts:
+            raise InputError("the tiny preset fits its tokenizer on the data, and the data has no text")
+        return Policy.tiny(texts, cfg.tiny, seed=cfg.seed, device=device)
+    return Policy.load(cfg.model, device=device, dtype=dtype, trust_remote_code=cfg.trust_remote_code)
+
+
+def frozen_copy(policy: Policy) -> Policy:
+    """A frozen reference: same tokenizer, a deep copy of the weights, eval mode."""
+    model = copy.deepcopy(policy.model).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return Policy(model, policy.tokenizer)
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g)
+
+
+def batch_indices(n: int, batch_size: int, step: int, seed: int, shuffle: bool) -> list[int]:
+    """Example indices of optimizer step ``step``: a pure function of (seed, step)."""
+    out = []
+    start = step * batch_size
+    while len(out) < batch_size:
+        epoch, offset = divmod(start + len(out), n)
+        order = epoch_order(n, seed, epoch) if shuffle else torch.arange(n)
+        take = min(batch_size - len(out), n - offset)
+        out.extend(order[offset : offset + take].tolist())
+    return out
+
+
+def _autocast_factory(precision: str, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
+    if precision == "bf16":
+        return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def _check_resume(saved: dict[str, Any], cfg: RunConfig) -> None:
+    now = to_dict(cfg)
+    diffs = []
+    for section, values in now.items():
+        if isinstance(values, dict):
+            for key, value in values.items():
+                if (section, key) in (("train", "steps"), ("train", "save_every"), ("train", "eval_every")):
+                    continue
+                if saved.get(section, {}).get(key) != value:
+                    diffs.append(f"{section}.{key}: {saved.get(section, {}).get(key)!r} -> {value!r}")
+        elif saved.get(section) != values and section not in ("out",):
+            diffs.append(f"{section}: {saved.get(section)!r} -> {values!r}")
+    if diffs:
+        raise InputError(
+            "--resume with a different configuration than the checkpoint's: " + "; ".join(diffs),
+            field="config",
+        )
+
+
+@dataclass
+class TrainResult:
+    """What a finished run reports (also written to ``metrics.json``)."""
+
+    policy: Policy
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def train(
+    cfg: RunConfig,
+    *,
+    data: TrainData | None = None,
+    policy: Policy | None = None,
+    reference: Policy | None = None,
+    resume: bool = False,
+    progress: bool | None = None,
+    evaluate: Callable[[Policy, Policy | None, int], dict[str, Any]] | None = None,
+) -> TrainResult:
+    """Run ``cfg.method`` for ``cfg.train.steps`` optimizer steps and write everything to ``cfg.out``.
+
+    ``data``/``policy``/``reference`` may be given in memory (the demo does); otherwise they come
+    from ``cfg.data.path``, ``cfg.model`` and ``cfg.ref_model``. ``evaluate(policy, reference,
+    step)`` is called every ``train.eval_every`` steps and at the end; its numbers are logged.
+    """
+    method = get_method(cfg.method)
+    if method.step == "online":
+        from prefkit.engine.online import train_online
+
+        return train_online(cfg, method, data=data, policy=policy, reference=reference, resume=resume,
+                            progress=progress, evaluate=evaluate)
+    out = Path(cfg.out)
+    ckpt_root = out / CHECKPOINTS
+    latest = ckpt.latest_checkpoint(ckpt_root)
+    if resume and latest is None:
+        raise InputError(f"--resume: no checkpoint under {ckpt_root}", field="out")
+    if not resume and latest is not None:
+        raise InputError(
+            f"{out} already holds a run; pass --resume to continue it or choose another --out",
+            field="out",
+        )
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.train.device)
+    loss = resolve_loss(method, cfg.loss)
+    data = data or load_train_data(cfg, method)
+    setup_start = time.perf_counter()
+    policy = policy or build_policy(cfg, data, device)
+    policy.model.train()
+    if cfg.train.gradient_checkpointing:
+        policy.model.gradient_checkpointing_enable()
+
+    if method.step == "sft":
+        sequences = data.sequences or [(r.prompt, r.chosen) for r in data.pairs or ()]
+        sources = data.sources or [getattr(r, "source", None) for r in data.pairs or ()] or None
+        examples = tokenize_sequences(policy, [p for p, _ in sequences], [r for _, r in sequences], cfg.train, sources)
+    elif method.step == "pairwise":
+        if not data.pairs:
+            raise InputError(f"method {method.name} needs pairs (prompt/chosen/rejected)")
+        examples = tokenize_pairs(policy, data.pairs, cfg.train)
+    else:
+        if not data.lists:
+            raise InputError(f"method {method.name} needs ranked lists (prompt/responses/scores)")
+        examples = tokenize_lists(policy, data.lists, cfg.train)
+
+    ref_logps, cache_hit, ref_s = None, False, 0.0
+    needs_reference = loss is not None and loss.spec.needs_reference
+    if needs_reference:
+        if reference is None:
+            reference = (
+                Policy.load(cfg.ref_model, device=device, trust_remote_code=cfg.trust_remote_code)
+                if cfg.ref_model
+                else frozen_copy(policy)
+            )
+        t0 = time.perf_counter()
+        ref_logps, cache_hit = reference_logps(examples, reference, cfg.train)
+        ref_s = time.perf_counter() - t0
+
+    if evaluate is not None and reference is None:
+        reference = frozen_copy(policy)
+
+    optimizer = build_optimizer(policy.model.named_parameters(), cfg.train)
+    state = ckpt.TrainState()
+    config_dict = to_dict(cfg)
+    if resume:
+        state, saved_config = ckpt.load_checkpoint(latest, model=policy.model, optimizer=optimizer)
+        _check_resume(saved_config, cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    save_yaml(cfg, out / "config.yaml")
+    logger = MetricsLogger(out, resume_step=state.step if resume else None)
+    setup_s = time.perf_counter() - setup_start
+
+    autocast = _autocast_factory(cfg.train.precision, device)
+    history: list[dict[str, Any]] = []
+    last_metrics: dict[str, Any] = {}
+    loop_start = time.perf_counter()
+    wall_before = state.wall_s
+    bar = progress_bar(cfg.train.steps, method.name, enabled=progress)
+    with bar:
+        task = bar.add_task(method.name, total=cfg.train.steps, completed=state.step, status="")
+        while state.step < cfg.train.steps:
+            step = state.step
+            lr = set_lr(optimizer, step, cfg.train)
+            ctx = StepContext(policy, cfg.train, autocast, device)
+            index = batch_indices(len(examples), cfg.train.batch_size, step, cfg.seed, cfg.train.shuffle)
+            if method.step == "sft":
+                sft_step(ctx, examples, index)
+            elif method.step == "pairwise":
+                pairwise_step(ctx, loss, examples, ref_logps, index)
+            else:
+                listwise_step(ctx, loss, examples, ref_logps, index)
+            step_loss = ctx.metrics.get("loss", float("nan"))
+            if not math.isfinite(step_loss):
+                optimizer.zero_grad(set_to_none=True)
+                logger.close()
+                kept = ckpt.latest_checkpoint(ckpt_root)
+                raise NonFiniteLossError(
+                    f"step {step + 1}: the loss is {step_loss}; stopped. "
+                    + (f"The last good checkpoint is kept at {kept}." if kept else "No checkpoint was written yet.")
+                )
+            grad_norm = None
+            if cfg.train.max_grad_norm is not None:
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(policy.model.parameters(), cfg.train.max_grad_norm))
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            state.step += 1
+            state.tokens += ctx.tokens
+            state.wall_s = wall_before + (time.perf_counter() - loop_start)
+            metrics = {**ctx.metrics, "lr": lr, "tokens": state.tokens}
+            if grad_norm is not None:
+                metrics["grad_norm"] = grad_norm
+            last_metrics = metrics
+            bar.update(task, completed=state.step, status=f"loss {step_loss:.4f}")
+            is_last = state.step == cfg.train.steps
+            if state.step % max(1, cfg.train.log_every) == 0 or is_last:
+                logger.log(state.step, metrics)
+                history.append({"step": state.step, **metrics})
+            if evaluate is not None and (
+                is_last or (cfg.train.eval_every and state.step % cfg.train.eval_every == 0)
+            ):
+                scores = evaluate(policy, reference, state.step)
+                logger.log(state.step, {f"eval/{k}": v for k, v in scores.items()})
+                last_metrics.update({f"eval/{k}": v for k, v in scores.items()})
+            if is_last or (cfg.train.save_every and state.step % cfg.train.save_every == 0):
+                ckpt.save_checkpoint(ckpt_root, model=policy.model, optimizer=optimizer, scheduler=None,
+                                     state=state, config=config_dict)
+    logger.close()
+    policy.save(out / "policy")
+    summary = {
+        "method": method.name,
+        "steps": state.step,
+        "final_loss": last_metrics.get("loss"),
+        "tokens": state.tokens,
+        "wall_s": state.wall_s,
+        "tokens_per_s": state.tokens / state.wall_s if state.wall_s > 0 else None,
+        "setup_s": setup_s,
+        "ref_logps_s": ref_s,
+        "ref_cache_hit": cache_hit,
+        "truncated_rows": examples.truncated,
+        "examples": len(examples),
+        **{k: v for k, v in last_metrics.items() if k.startswith("eval/")},
+    }
+    (out / "metrics.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return TrainResult(policy=policy, metrics=summary, history=history)
