@@ -11,7 +11,13 @@ from prefkit.data.readers import (
 from prefkit.data.records import ListRecord, Message, PairRecord, PromptRecord, Source, Text
 from prefkit.data.report import InvalidRowsError, LengthStats, ReadReport, RowError
 from prefkit.data.split import split
-from prefkit.data.tokens import TokenCounter, hf_counter, render_plain, whitespace_counter
+from prefkit.data.tokens import (
+    TokenCounter,
+    hf_counter,
+    render_plain,
+    tokenizer_counter,
+    whitespace_counter,
+)
 from prefkit.data.writers import to_hf_dataset, write_jsonl, write_parquet
 
 __all__ = [
@@ -35,6 +41,7 @@ __all__ = [
     "render_plain",
     "split",
     "to_hf_dataset",
+    "tokenizer_counter",
     "validate",
     "whitespace_counter",
     "write_jsonl",

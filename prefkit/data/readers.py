@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -93,10 +92,28 @@ class _Options:
     counter: TokenCounter | None = None
 
 
-def _digest(value: Any) -> bytes:
-    return hashlib.blake2b(
-        json.dumps(value, sort_keys=True, ensure_ascii=False).encode(), digest_size=16
-    ).digest()
+def _text_key(text: Text) -> Hashable:
+    """An exact, hashable stand-in for a text (strings are shared, not copied)."""
+    if isinstance(text, str):
+        return text
+    return tuple(tuple(sorted(m.items())) for m in text)
+
+
+def _row_key(record: Any) -> tuple[Hashable, ...]:
+    """Everything a record holds (not where it came from): equal keys are exact duplicates."""
+    if isinstance(record, PairRecord):
+        return (
+            _text_key(record.prompt), _text_key(record.chosen), _text_key(record.rejected),
+            record.label, record.margin, record.weight, record.annotator,
+        )
+    if isinstance(record, ListRecord):
+        return (_text_key(record.prompt), tuple(map(_text_key, record.responses)), tuple(record.scores))
+    return (_text_key(record.prompt),)
+
+
+def _fingerprint(text: str) -> bytes:
+    """A 16-byte hash of a (canonical) text, to remember many texts in little memory."""
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
 
 def _optional(row: dict[str, Any], name: str) -> Any:
@@ -273,7 +290,7 @@ class _Scan:
         if options.counter is not None:
             self.report.tokenizer = options.counter.name
         self.records: list[Any] = []
-        self.first_line_of: dict[bytes, int] = {}
+        self.first_line_of: dict[tuple[Hashable, ...], int] = {}
         self.winner_of: dict[bytes, tuple[bytes, int]] = {}
         self.empty_prompt_rows: list[int] = []  # indices into records
         self.prompted_rows = 0
@@ -303,7 +320,7 @@ class _Scan:
         if self.source.columns is None:
             self.ignored.update(k for k in row if k not in KNOWN_COLUMNS[self.kind])
         record, implicit = PARSERS[self.kind](row, (self.source.file, line))
-        key = _digest(record.to_json())
+        key = _row_key(record)
         if key in self.first_line_of:
             self.report.duplicates += 1
             if self.options.dedupe:
@@ -387,8 +404,8 @@ class _Scan:
         two responses, or a list scoring one response twice differently: counted warnings."""
         if self.kind == "pairs" and not tie:
             chosen, rejected = canonical(record.chosen), canonical(record.rejected)
-            key = _digest([canonical(record.prompt), sorted([chosen, rejected])])
-            winner = _digest(chosen if record.label > 0.5 else rejected)
+            key = _fingerprint("\x00".join([canonical(record.prompt), *sorted([chosen, rejected])]))
+            winner = _fingerprint(chosen if record.label > 0.5 else rejected)
             if key not in self.winner_of:
                 self.winner_of[key] = (winner, line)
             elif self.winner_of[key][0] != winner:
@@ -559,14 +576,14 @@ def read_prompts(
 
 def _prompts_of(records: list[Any], report: ReadReport, options: _Options) -> tuple[list[PromptRecord], ReadReport]:
     prompts: list[PromptRecord] = []
-    seen: set[bytes] = set()
+    seen: set[Hashable] = set()
     repeats = 0
     for record in records:
         if is_empty(record.prompt):
             error = RowError(report.file, record.source[1], "prompt", "is empty: online training needs a prompt to sample from")
             (report.skipped if options.skip_invalid else report.errors).append(error)
             continue
-        key = _digest(record.prompt)
+        key = _text_key(record.prompt)
         if key in seen:
             repeats += 1
             continue

@@ -8,12 +8,16 @@ tokens more per message, so lengths of conversational rows are a slight under-es
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from prefkit.data.records import Text
 from prefkit.errors import InputError
+
+_ASCII_PIECES = re.compile(r"\w+|[^\w\s]+", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,8 @@ def whitespace_counter() -> TokenCounter:
     pre = Whitespace()
 
     def count(text: str) -> int:
+        if text.isascii():  # same pieces as the Rust regex on ASCII, several times faster
+            return len(_ASCII_PIECES.findall(text))
         return len(pre.pre_tokenize_str(text))
 
     return TokenCounter(count=count, special_tokens=2, name="whitespace (built-in tiny tokenizer)")
@@ -64,6 +70,12 @@ def hf_counter(path: str | Path) -> TokenCounter:
         tokenizer = AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False)
     except (OSError, ValueError) as err:
         raise InputError(f"cannot load a tokenizer: {err}", file=str(path)) from err
+    return tokenizer_counter(tokenizer, name=str(path))
+
+
+def tokenizer_counter(tokenizer: Any, name: str | None = None) -> TokenCounter:
+    """A counter from a loaded Hugging Face tokenizer (e.g. a policy's), special tokens as in
+    :func:`hf_counter`."""
 
     def count(text: str) -> int:
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -73,12 +85,12 @@ def hf_counter(path: str | Path) -> TokenCounter:
     eos = tokenizer.eos_token_id
     if eos is not None and (not with_specials or with_specials[-1] != eos):
         specials += 1
-    return TokenCounter(count=count, special_tokens=specials, name=str(path))
+    return TokenCounter(count=count, special_tokens=specials, name=name or type(tokenizer).__name__)
 
 
 def as_counter(count_tokens: TokenCounter | Callable[[str], int] | None) -> TokenCounter:
-    """``None`` -> the built-in whitespace count; a bare callable counts whole sequences' parts
-    with no special tokens added."""
+    """``None`` -> the built-in whitespace count; a bare callable ``text -> tokens`` is used
+    as is, with no special tokens added per sequence."""
     if count_tokens is None:
         return whitespace_counter()
     if isinstance(count_tokens, TokenCounter):

@@ -1,6 +1,8 @@
 """Token counts for length checks: the built-in whitespace count and a local HF tokenizer."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from prefkit.data import (
     InvalidRowsError,
@@ -93,3 +95,15 @@ def test_hf_counter_from_a_local_directory(tiny_tokenizer_dir, jsonl):
 def test_hf_counter_needs_a_directory(tmp_path):
     with pytest.raises(InputError, match="tokenizer must be a local directory"):
         hf_counter(tmp_path / "missing")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=127), max_size=60))
+def test_ascii_fast_path_counts_what_the_pre_tokenizer_counts(text):
+    from tokenizers.pre_tokenizers import Whitespace
+
+    assert whitespace_counter().count(text) == len(Whitespace().pre_tokenize_str(text))
+
+
+def test_non_ascii_text_uses_the_pre_tokenizer():
+    assert whitespace_counter().count("café naïve — ok") == 4  # café naïve — ok
