@@ -8,6 +8,13 @@ import json
 from prefkit.data.report import MAX_LISTED
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "validate",
@@ -20,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--data", required=True, metavar="FILE", help="JSONL, Parquet or save_to_disk directory")
-    p.add_argument("--max-length", type=int, default=None, metavar="N",
+    p.add_argument("--max-length", type=_positive_int, default=None, metavar="N",
                    help="tokens per sequence (prompt + response); longer rows are reported")
     p.add_argument("--truncation", choices=("truncate", "error"), default="truncate",
                    help="over-length rows: counted as truncated (default) or errors, as train.truncation")
@@ -31,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="report invalid rows as skipped (as data.skip_invalid=true would) instead of errors")
     p.add_argument("--dedupe", action="store_true", help="exact duplicate rows are dropped and counted, not errors")
     p.add_argument("--no-ties", action="store_true", help="ties (label 0.5, equal scores) are errors")
-    p.add_argument("--max-errors", type=int, default=MAX_LISTED, metavar="N",
+    p.add_argument("--max-errors", type=_positive_int, default=MAX_LISTED, metavar="N",
                    help=f"problems listed before summarising the rest (default {MAX_LISTED})")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -41,8 +48,6 @@ def run(args: argparse.Namespace) -> int:
     from prefkit.data import hf_counter, validate
 
     counter = hf_counter(args.tokenizer) if args.tokenizer else None
-    if args.max_errors <= 0:
-        raise ValueError(f"--max-errors must be positive, got {args.max_errors}")
     report = validate(
         args.data,
         max_length=args.max_length,

@@ -123,12 +123,12 @@ def _optional(row: dict[str, Any], name: str) -> Any:
 
 def _check_formats(texts: list[tuple[str, Text]]) -> None:
     """All texts of a row are strings, or all are message lists (TRL standard vs conversational)."""
+    def kind_of(text: Text) -> str:
+        return "a message list" if is_conversation(text) else "a string"
+
     first_name, first = texts[0]
     for name, text in texts[1:]:
         if is_conversation(text) != is_conversation(first):
-            def kind_of(t: Text) -> str:
-                return "a message list" if is_conversation(t) else "a string"
-
             raise RowProblem(
                 name,
                 f"is {kind_of(text)} but {first_name} is {kind_of(first)}: a row is all strings "
@@ -281,23 +281,27 @@ def _check_columns(source: RowSource, kind: Kind) -> None:
             )
 
 
+@dataclass(frozen=True)
+class _Kept:
+    """A valid row and what was measured on it; counted only once the file is read."""
+
+    record: Any
+    implicit: bool
+    measured: tuple[int, list[int], bool] | None
+
+
 class _Scan:
-    """One pass over a source: parse, check, count; collects every problem."""
+    """One pass over a source: parse and check every row, collecting every problem; then the
+    file-wide rules and the counts over the rows that stay."""
 
     def __init__(self, source: RowSource, kind: Kind | None, options: _Options) -> None:
         self.source, self.kind, self.options = source, kind, options
         self.report = ReadReport(file=source.file, kind=kind, max_length=options.max_length)
         if options.counter is not None:
             self.report.tokenizer = options.counter.name
-        self.records: list[Any] = []
+        self.kept: list[_Kept] = []
         self.first_line_of: dict[tuple[Hashable, ...], int] = {}
-        self.winner_of: dict[bytes, tuple[bytes, int]] = {}
-        self.empty_prompt_rows: list[int] = []  # indices into records
-        self.prompted_rows = 0
-        self.formats_seen: dict[bool, int] = {}
         self.ignored: set[str] = set()
-        self.prompt_lengths: list[int] = []
-        self.sequence_lengths: list[int] = []
 
     def run(self, rows: Iterator[tuple[int, dict[str, Any] | RowError]]) -> tuple[list[Any], ReadReport]:
         if self.source.columns is not None and self.kind is not None:
@@ -311,11 +315,12 @@ class _Scan:
                 self.take(line, row)
             except RowProblem as problem:
                 self.report.errors.append(RowError(self.source.file, line, problem.field, problem.reason))
-        self.finish()
-        return self.records, self.report
+        self.apply_empty_prompt_rule()
+        self.count()
+        return [k.record for k in self.kept], self.report
 
     def take(self, line: int, row: dict[str, Any]) -> None:
-        """Parse and check one row; nothing is counted unless the whole row is valid."""
+        """Parse and check one row."""
         assert self.kind is not None
         if self.source.columns is None:
             self.ignored.update(k for k in row if k not in KNOWN_COLUMNS[self.kind])
@@ -331,23 +336,12 @@ class _Scan:
                 "(dedupe=True / --dedupe drops repeats and counts them)",
             )
         measured = self.measure(record)
-        tie = self.check_tie(record)
+        if _is_tie(record) and not self.options.allow_ties:
+            if isinstance(record, PairRecord):
+                raise RowProblem("label", "is 0.5 (a tie) and ties are not allowed (allow_ties=False)")
+            raise RowProblem("scores", "has equal scores (a tie) and ties are not allowed (allow_ties=False)")
         self.first_line_of[key] = line
-        if measured is not None:
-            prompt_tokens, lengths, too_long = measured
-            self.prompt_lengths.append(prompt_tokens)
-            self.sequence_lengths.extend(lengths)
-            if too_long:
-                self.report.truncated.append(line)
-        self.report.ties += tie
-        self.count_contradictions(line, record, tie)
-        self.report.implicit_prompts += implicit
-        self.formats_seen.setdefault(is_conversation(self.responses(record)[0][1]), line)
-        if is_empty(record.prompt):
-            self.empty_prompt_rows.append(len(self.records))
-        else:
-            self.prompted_rows += 1
-        self.records.append(record)
+        self.kept.append(_Kept(record, implicit, measured))
 
     def responses(self, record: Any) -> list[tuple[str, Text]]:
         """(field, text) of each response; a prompt-only record answers with its prompt."""
@@ -384,88 +378,100 @@ class _Scan:
             )
         return prompt_tokens, [n for _, n in lengths], too_long
 
-    def check_tie(self, record: Any) -> bool:
-        """Whether the row is a tie; an invalid row when ties are not allowed."""
-        if self.kind == "pairs":
-            tie = record.label == 0.5
-            field = "label"
-        elif self.kind == "lists":
-            tie = len(set(record.scores)) < len(record.scores)
-            field = "scores"
-        else:
-            return False
-        if tie and not self.options.allow_ties:
-            what = "is 0.5 (a tie)" if field == "label" else "has equal scores (a tie)"
-            raise RowProblem(field, f"{what} and ties are not allowed (allow_ties=False)")
-        return tie
+    def apply_empty_prompt_rule(self) -> None:
+        """An empty prompt is allowed only when every row's prompt is empty (an unconditional
+        file); mixed with prompted rows it is almost surely a broken row, so it is an error."""
+        empty = [k for k in self.kept if is_empty(k.record.prompt)]
+        prompted = len(self.kept) - len(empty)
+        if not empty or not prompted:
+            return
+        for kept in empty:
+            self.report.errors.append(
+                RowError(
+                    self.source.file,
+                    kept.record.source[1],
+                    "prompt",
+                    f"is empty while {prompted} other rows have a prompt (an empty prompt is "
+                    "allowed only when every row's prompt is empty)",
+                )
+            )
+        self.kept = [k for k in self.kept if not is_empty(k.record.prompt)]
 
-    def count_contradictions(self, line: int, record: Any, tie: bool) -> None:
-        """A pair preferring the other side than an earlier row on the same prompt and the same
-        two responses, or a list scoring one response twice differently: counted warnings."""
-        if self.kind == "pairs" and not tie:
+    def count(self) -> None:
+        """Counts and warnings over the rows that stay, in line order."""
+        report = self.report
+        report.errors.sort(key=lambda e: (e.line is None, e.line or 0))
+        if self.options.skip_invalid:
+            report.skipped, report.errors = report.errors, []
+        report.kept = len(self.kept)
+        report.blank_lines = len(self.source.blank_lines)
+        report.ignored_columns = sorted(self.ignored)
+        if report.ignored_columns:
+            report.warnings.append(f"ignored columns: {', '.join(report.ignored_columns)}")
+        first_line_of_format: dict[bool, int] = {}
+        winner_of: dict[bytes, tuple[bytes, int]] = {}
+        prompt_lengths: list[int] = []
+        sequence_lengths: list[int] = []
+        for kept in self.kept:
+            record, line = kept.record, kept.record.source[1]
+            report.implicit_prompts += kept.implicit
+            report.empty_prompts += is_empty(record.prompt)
+            report.ties += _is_tie(record)
+            first_line_of_format.setdefault(is_conversation(self.responses(record)[0][1]), line)
+            if kept.measured is not None:
+                prompt_tokens, lengths, too_long = kept.measured
+                prompt_lengths.append(prompt_tokens)
+                sequence_lengths.extend(lengths)
+                if too_long:
+                    report.truncated.append(line)
+            contradiction = self.contradiction(record, winner_of)
+            if contradiction:
+                report.contradictions += 1
+                report.warnings.append(contradiction)
+        if len(first_line_of_format) == 2:
+            report.warnings.append(
+                f"mixes string rows (first at line {first_line_of_format[False]}) and "
+                f"conversational rows (first at line {first_line_of_format[True]})"
+            )
+        report.prompt_tokens = LengthStats.of(prompt_lengths)
+        report.sequence_tokens = LengthStats.of(sequence_lengths)
+
+    def contradiction(self, record: Any, winner_of: dict[bytes, tuple[bytes, int]]) -> str | None:
+        """A pair preferring the other response than an earlier row on the same prompt and the
+        same two responses, or a list scoring one response twice differently (annotators
+        disagree: a counted warning, not an error)."""
+        file, line = record.source
+        if isinstance(record, PairRecord) and record.label != 0.5:
             chosen, rejected = canonical(record.chosen), canonical(record.rejected)
             key = _fingerprint("\x00".join([canonical(record.prompt), *sorted([chosen, rejected])]))
             winner = _fingerprint(chosen if record.label > 0.5 else rejected)
-            if key not in self.winner_of:
-                self.winner_of[key] = (winner, line)
-            elif self.winner_of[key][0] != winner:
-                self.report.contradictions += 1
-                self.report.warnings.append(
-                    f"{self.source.file}:{line}: prefers the other response than line "
-                    f"{self.winner_of[key][1]} (same prompt and pair; annotators disagree)"
+            if key not in winner_of:
+                winner_of[key] = (winner, line)
+            elif winner_of[key][0] != winner:
+                return (
+                    f"{file}:{line}: prefers the other response than line {winner_of[key][1]} "
+                    "(same prompt and pair; annotators disagree)"
                 )
-        elif self.kind == "lists":
+        elif isinstance(record, ListRecord):
             score_of: dict[str, float] = {}
             for i, (response, score) in enumerate(zip(record.responses, record.scores)):
                 text = canonical(response)
                 if score_of.get(text, score) != score:
-                    self.report.contradictions += 1
-                    self.report.warnings.append(
-                        f"{self.source.file}:{line} [responses[{i}]]: same response as an earlier "
-                        "one in the list with a different score"
+                    return (
+                        f"{file}:{line} [responses[{i}]]: same response as an earlier one in the "
+                        "list with a different score"
                     )
-                    break
                 score_of[text] = score
+        return None
 
-    def finish(self) -> None:
-        report = self.report
-        self._apply_empty_prompt_rule()
-        if report.errors:
-            report.errors.sort(key=lambda e: (e.line is None, e.line or 0))
-        if self.options.skip_invalid:
-            report.skipped, report.errors = report.errors, []
-        report.kept = len(self.records)
-        report.empty_prompts = sum(1 for r in self.records if is_empty(r.prompt))
-        report.blank_lines = len(self.source.blank_lines)
-        report.ignored_columns = sorted(self.ignored)
-        if report.ignored_columns:
-            report.warnings.insert(0, f"ignored columns: {', '.join(report.ignored_columns)}")
-        if len(self.formats_seen) == 2:
-            report.warnings.append(
-                f"mixes string rows (first at line {self.formats_seen[False]}) and conversational "
-                f"rows (first at line {self.formats_seen[True]})"
-            )
-        report.prompt_tokens = LengthStats.of(self.prompt_lengths)
-        report.sequence_tokens = LengthStats.of(self.sequence_lengths)
 
-    def _apply_empty_prompt_rule(self) -> None:
-        """An empty prompt is allowed only when every row's prompt is empty (an unconditional
-        file); mixed with prompted rows it is almost surely a broken row, so it is an error."""
-        if not self.empty_prompt_rows or not self.prompted_rows:
-            return
-        bad = set(self.empty_prompt_rows)
-        for index in self.empty_prompt_rows:
-            record = self.records[index]
-            self.report.errors.append(
-                RowError(
-                    self.source.file,
-                    record.source[1],
-                    "prompt",
-                    f"is empty while {self.prompted_rows} other rows have a prompt (an empty "
-                    "prompt is allowed only when every row's prompt is empty)",
-                )
-            )
-        self.records = [r for i, r in enumerate(self.records) if i not in bad]
+def _is_tie(record: Any) -> bool:
+    """A pair labelled 0.5, or a list with two equal scores."""
+    if isinstance(record, PairRecord):
+        return record.label == 0.5
+    if isinstance(record, ListRecord):
+        return len(set(record.scores)) < len(record.scores)
+    return False
 
 
 def _scan(data: Any, expected: Kind | None, options: _Options) -> tuple[list[Any], ReadReport]:
@@ -479,7 +485,10 @@ def _scan(data: Any, expected: Kind | None, options: _Options) -> tuple[list[Any
         )
     if kind is not None:
         _check_columns(source, kind)
-    return _Scan(source, kind, options).run(rows)
+    records, report = _Scan(source, kind, options).run(rows)
+    if report.rows == 0:  # a Parquet file or Dataset with a schema but no rows
+        raise FileContentError("file is empty: no rows", file=source.file)
+    return records, report
 
 
 def _finish_read(records: list[Any], report: ReadReport) -> tuple[list[Any], ReadReport]:

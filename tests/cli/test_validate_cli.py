@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from prefkit.cli.main import main
 
 
@@ -69,6 +71,15 @@ def test_max_errors_caps_the_list_not_the_count(tmp_path, capsys):
     assert code == 1 and info["n_errors"] == 7 and len(info["errors"]) == 3
     main(["validate", "--data", str(path), "--max-errors", "3"])
     assert "... and 4 more" in capsys.readouterr().out
+
+
+def test_bad_arguments_exit_2(tmp_path, capsys):
+    path = write(tmp_path / "good.jsonl", GOOD)
+    for flag in ("--max-length", "--max-errors"):
+        with pytest.raises(SystemExit) as caught:
+            main(["validate", "--data", str(path), flag, "0"])
+        assert caught.value.code == 2
+        assert "must be a positive integer" in capsys.readouterr().err
 
 
 def test_over_length_rows(tmp_path, capsys):

@@ -415,6 +415,14 @@ def test_parquet_missing_column_fails_once(tmp_path):
     assert len(report.errors) == 1
 
 
+def test_parquet_with_no_rows_is_empty(tmp_path):
+    path = tmp_path / "none.parquet"
+    pq.write_table(pa.table({"prompt": pa.array([], pa.string()), "chosen": pa.array([], pa.string()),
+                             "rejected": pa.array([], pa.string())}), path)
+    with pytest.raises(InputError, match="file is empty"):
+        read_pairs(path)
+
+
 def test_corrupt_parquet(tmp_path):
     path = tmp_path / "bad.parquet"
     path.write_bytes(b"not parquet at all")
@@ -443,3 +451,19 @@ def test_hf_dataset_object_and_save_to_disk_directory(tmp_path):
     (tmp_path / "plain").mkdir()
     with pytest.raises(InputError, match="not one written by"):
         read_pairs(tmp_path / "plain")
+
+
+def test_rows_dropped_by_the_empty_prompt_rule_are_not_counted(jsonl):
+    path = jsonl([GOOD_PAIRS[0], {"prompt": "", "chosen": "a", "rejected": "b", "label": 0.5}])
+    records, report = read_pairs(path, skip_invalid=True, max_length=100)
+    assert len(records) == 1
+    assert (report.ties, report.empty_prompts, report.truncated) == (0, 0, [])
+    assert report.sequence_tokens.count == 2
+    assert [(s.line, s.field) for s in report.skipped] == [(2, "prompt")]
+
+
+def test_a_list_scoring_the_same_response_twice_differently_is_a_warning(jsonl):
+    path = jsonl([{"prompt": "p", "responses": ["a", "b", " a"], "scores": [1, 2, 3]}])
+    records, report = read_lists(path)
+    assert len(records) == 1 and report.contradictions == 1
+    assert "[responses[2]]: same response" in report.warnings[0]
