@@ -42,6 +42,17 @@ class PairRecord:
 
 
 @dataclass(frozen=True)
+class PromptRecord:
+    """A prompt alone (TRL's prompt-only format), for online training: sample, judge, update."""
+
+    prompt: Text
+    source: Source | None = field(default=None, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"prompt": self.prompt}
+
+
+@dataclass(frozen=True)
 class ListRecord:
     """A prompt with K responses and a score each (higher is better), for listwise losses."""
 

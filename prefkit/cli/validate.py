@@ -1,0 +1,122 @@
+"""``prefkit validate``: check a feedback file and list every problem (exit 1 when invalid)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from prefkit.data.report import MAX_LISTED
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "validate",
+        help="check a feedback file (pairs, ranked lists or prompts); exit 1 on errors",
+        description=(
+            "Read a JSONL or Parquet feedback file (or a Dataset.save_to_disk directory), list "
+            "every invalid row as file:line [field]: reason, and report ties, duplicates, "
+            "contradicting pairs, over-length rows and token lengths. Exit status: 0 valid, "
+            "1 invalid rows or an unusable file, 2 a path that cannot be opened."
+        ),
+    )
+    p.add_argument("--data", required=True, metavar="FILE", help="JSONL, Parquet or save_to_disk directory")
+    p.add_argument("--max-length", type=_positive_int, default=None, metavar="N",
+                   help="tokens per sequence (prompt + response); longer rows are reported")
+    p.add_argument("--truncation", choices=("truncate", "error"), default="truncate",
+                   help="over-length rows: counted as truncated (default) or errors, as train.truncation")
+    p.add_argument("--tokenizer", default=None, metavar="PATH",
+                   help="local Hugging Face tokenizer directory (default: the built-in tiny "
+                        "tokenizer's whitespace count)")
+    p.add_argument("--skip-invalid", action="store_true",
+                   help="report invalid rows as skipped (as data.skip_invalid=true would) instead of errors")
+    p.add_argument("--dedupe", action="store_true", help="exact duplicate rows are dropped and counted, not errors")
+    p.add_argument("--no-ties", action="store_true", help="ties (label 0.5, equal scores) are errors")
+    p.add_argument("--max-errors", type=_positive_int, default=MAX_LISTED, metavar="N",
+                   help=f"problems listed before summarising the rest (default {MAX_LISTED})")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from prefkit.data import hf_counter, validate
+
+    counter = hf_counter(args.tokenizer) if args.tokenizer else None
+    report = validate(
+        args.data,
+        max_length=args.max_length,
+        count_tokens=counter,
+        truncation=args.truncation,
+        skip_invalid=args.skip_invalid,
+        allow_ties=not args.no_ties,
+        dedupe=args.dedupe,
+    )
+    if args.json:
+        print(json.dumps(report.to_json(max_listed=args.max_errors)))
+    else:
+        _print(report, args.max_errors)
+    return 0 if report.valid else 1
+
+
+def _print(report, cap: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    summary = Table(title=f"prefkit validate: {report.file}", show_header=False)
+    summary.add_row("kind", str(report.kind or "unknown"))
+    summary.add_row("rows read / kept", f"{report.rows} / {report.kept}")
+    summary.add_row("errors", str(len(report.errors)))
+    summary.add_row("skipped (invalid)", str(len(report.skipped)))
+    summary.add_row("ties", str(report.ties))
+    summary.add_row("exact duplicates", str(report.duplicates))
+    summary.add_row("contradicting pairs", str(report.contradictions))
+    summary.add_row("implicit prompts split", str(report.implicit_prompts))
+    summary.add_row("empty prompts", str(report.empty_prompts))
+    if report.blank_lines:
+        summary.add_row("blank lines", str(report.blank_lines))
+    if report.max_length is not None:
+        summary.add_row(f"over max_length {report.max_length}", str(len(report.truncated)))
+    if report.ignored_columns:
+        summary.add_row("ignored columns", ", ".join(report.ignored_columns))
+    console.print(summary)
+
+    if report.sequence_tokens is not None:
+        lengths = Table(title=f"token lengths ({report.tokenizer})")
+        for column in ("", "count", "min", "mean", "median", "p95", "max"):
+            lengths.add_column(column, justify="right")
+        for name, stats in (("prompt", report.prompt_tokens), ("prompt + response", report.sequence_tokens)):
+            if stats is not None:
+                lengths.add_row(name, str(stats.count), str(stats.min), f"{stats.mean:.1f}",
+                                f"{stats.median:g}", f"{stats.p95:g}", str(stats.max))
+        console.print(lengths)
+
+    for title, items in (("errors", report.errors), ("skipped rows", report.skipped)):
+        if items:
+            console.print(f"[bold]{title}[/bold] ({len(items)}):")
+            for item in items[:cap]:
+                console.print(f"  {item}", markup=False, soft_wrap=True)
+            if len(items) > cap:
+                console.print(f"  ... and {len(items) - cap} more", markup=False)
+    if report.truncated:
+        lines = ", ".join(str(n) for n in report.truncated[:cap])
+        more = f" and {len(report.truncated) - cap} more" if len(report.truncated) > cap else ""
+        console.print(f"over max_length (truncated in training): lines {lines}{more}", markup=False, soft_wrap=True)
+    if report.warnings:
+        console.print(f"[bold]warnings[/bold] ({len(report.warnings)}):")
+        for warning in report.warnings[:cap]:
+            console.print(f"  {warning}", markup=False, soft_wrap=True)
+        if len(report.warnings) > cap:
+            console.print(f"  ... and {len(report.warnings) - cap} more", markup=False)
+    if report.valid:
+        console.print("[green]valid[/green]")
+    elif report.kept == 0 and not report.errors:
+        console.print("[red]invalid: no usable rows[/red]")
+    else:
+        console.print(f"[red]invalid: {len(report.errors)} error(s)[/red]")
