@@ -197,19 +197,20 @@ def rows_not_empty(mask: torch.Tensor | None, minimum: int = 1) -> None:
 def distribution_rows(
     name: str, target: torch.Tensor, mask: torch.Tensor | None, atol: float
 ) -> None:
-    """Each row of ``target`` is non-negative, zero outside ``mask`` and sums to one (value check)."""
+    """Each row of ``target`` is non-negative and sums to one over the real (unmasked) entries."""
     if not value_checks_enabled(target):
         return
     t = target.detach()
-    if mask is not None and bool((t.masked_fill(mask, 0.0) != 0).any()):
-        raise ValueError(f"{name} must be 0 where mask is False")
+    if mask is not None:
+        t = t.masked_fill(~mask, 0.0)
     if bool((t < 0).any()):
         raise ValueError(f"{name} must be non-negative (a distribution per row)")
     sums = t.sum(dim=-1)
     if bool(((sums - 1).abs() > atol).any()):
         worst = float((sums - 1).abs().max())
         raise ValueError(
-            f"{name} rows must sum to 1 (a distribution q over the list); off by up to {worst:.3g}"
+            f"{name} rows must sum to 1 over the unmasked entries (a distribution q over the "
+            f"list); off by up to {worst:.3g}"
         )
 
 

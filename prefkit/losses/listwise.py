@@ -156,13 +156,14 @@ def adpo(
 
     Args:
         logps, ref_logps: ``[B, K]`` sequence log-prob sums (policy, anchor).
-        target: ``[B, K]`` distribution q (non-negative, rows sum to 1, zero where masked).
+        target: ``[B, K]`` distribution q (non-negative, rows sum to 1 over the unmasked entries).
         tau: temperature τ > 0.
         mask: optional ``[B, K]`` bool, ``True`` for real candidates.
     """
     _list_inputs(logps, ref_logps, target, mask, labels_name="target")
     _checks.positive("tau", tau)
-    _checks.distribution_rows("target", _safe(target, mask), mask, atol=1e-4)
+    tolerance = max(1e-4, target.shape[-1] * torch.finfo(target.dtype).eps)
+    _checks.distribution_rows("target", target, mask, atol=tolerance)
     logits = (_safe(logps, mask) - _safe(ref_logps, mask)) / tau
     if mask is not None:
         logits = logits.masked_fill(~mask, float("-inf"))
@@ -230,8 +231,8 @@ def irpo(
 ) -> Tensor:
     """IRPO: positional aggregation of per-item pairwise preferences within a ranked list.
 
-    Paper: Wu, Surana et al. 2025, "In-context Ranking Preference Optimization", arXiv
-    2504.15477, the objective as implemented in the official code (algorithms.md §8).
+    Paper: Wu, Surana et al. 2025, "In-context Ranking Preference Optimization",
+    arXiv 2504.15477, the objective as implemented in the official code (algorithms.md §8).
 
     With ``r_i = logps_i − ref_logps_i`` (item log-ratio), graded relevance ``rel = labels``
     and 1-based display position ``rank_i``:
@@ -246,8 +247,8 @@ def irpo(
         beta: β > 0 (code default 1.0).
         mask: optional ``[B, K]`` bool.
         positions: optional ``[B, K]`` 1-based positions of the items in the generated list;
-            default: the list order ``1..K`` (masked slots do not take a position only if they
-            are at the end; pass ``positions`` otherwise).
+            default: the column order ``1..K``, which counts masked slots too, so pass
+            ``positions`` when padding sits between real items.
     """
     shape = _list_inputs(logps, ref_logps, labels, mask)
     _checks.positive("beta", beta)
