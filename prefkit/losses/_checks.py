@@ -156,13 +156,27 @@ def mask_shape(mask: torch.Tensor | None, shape: tuple[int, ...]) -> None:
 # ---------------------------------------------------------------------------------- values
 
 
+def _all_finite(values: list[torch.Tensor]) -> bool:
+    """Fast path: one float64 sum per tensor; NaN and ±inf propagate through a sum, and float64
+    cannot overflow on sums of float32/bf16 values, so a finite total means finite entries."""
+    total = values[0].detach().sum(dtype=torch.float64)
+    for value in values[1:]:
+        total = total + value.detach().sum(dtype=torch.float64)
+    return bool(torch.isfinite(total))
+
+
 def finite(**tensors: torch.Tensor | None) -> None:
     """No NaN or infinity in any given tensor (a value check: follows the validation mode)."""
-    for name, value in tensors.items():
-        if value is None or not value_checks_enabled(value):
-            continue
-        if not bool(torch.isfinite(value.detach()).all()):
-            bad = int((~torch.isfinite(value.detach())).sum())
+    checked = {
+        name: value
+        for name, value in tensors.items()
+        if value is not None and value_checks_enabled(value)
+    }
+    if not checked or _all_finite(list(checked.values())):
+        return
+    for name, value in checked.items():
+        bad = int((~torch.isfinite(value.detach())).sum())
+        if bad:
             raise ValueError(f"{name} must be finite, found {bad} non-finite entries")
 
 
@@ -171,15 +185,13 @@ def finite_where(mask: torch.Tensor | None, **tensors: torch.Tensor | None) -> N
     if mask is None:
         finite(**tensors)
         return
-    for name, value in tensors.items():
-        if value is None or not value_checks_enabled(value):
-            continue
-        ok = torch.isfinite(value.detach()) | ~mask
-        if not bool(ok.all()):
-            bad = int((~ok).sum())
-            raise ValueError(
-                f"{name} must be finite where mask is True, found {bad} non-finite entries"
-            )
+    finite(
+        **{
+            name: value.detach().masked_fill(~mask, 0.0)
+            for name, value in tensors.items()
+            if value is not None and value_checks_enabled(value)
+        }
+    )
 
 
 def rows_not_empty(mask: torch.Tensor | None, minimum: int = 1) -> None:

@@ -54,3 +54,13 @@ def test_non_tensor_and_integer_inputs_are_rejected():
         L.lipo_lambda(
             t(0.0, 1.0)[None], t(0.0, 1.0)[None], t(0.0, 1.0)[None], mask=torch.ones(1, 2)
         )
+
+
+def test_finite_fast_path_has_no_false_positive_on_huge_finite_values():
+    huge = torch.tensor([1e308, 1e308], dtype=torch.float64)
+    _checks.finite(huge=huge)  # the float64 sum overflows; the exact check then finds nothing
+    with pytest.raises(ValueError, match="found 1 non-finite"):
+        _checks.finite(ok=t(1.0), huge=torch.tensor([1e308, math.inf], dtype=torch.float64))
+    opposite = t(math.inf, -math.inf)  # sums to NaN: still caught
+    with pytest.raises(ValueError, match="opposite must be finite, found 2"):
+        _checks.finite(opposite=opposite)
