@@ -553,6 +553,8 @@ def orpo(
         beta,
         needs_reference=False,
     )
+    _checks.values_in("chosen_logps", chosen_logps, float("-inf"), 0.0)
+    _checks.values_in("rejected_logps", rejected_logps, float("-inf"), 0.0)
     mean_c = _per_token(chosen_logps, chosen_lengths, "chosen_lengths")
     mean_r = _per_token(rejected_logps, rejected_lengths, "rejected_lengths")
     # log(1 − e^a) for a < 0, computed stably; a = 0 (probability one) gives −inf odds, as it should.

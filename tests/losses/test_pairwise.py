@@ -257,5 +257,7 @@ def test_bad_hyper_parameters():
         L.dpo(t(-1.0), t(-2.0), None, t(-1.0))
     with pytest.raises(ValueError, match="chosen_lengths"):
         L.simpo(t(-1.0), t(-2.0), chosen_lengths=t(0.0), rejected_lengths=t(1.0))
+    with pytest.raises(ValueError, match=r"rejected_logps must lie in \[-inf, 0"):
+        L.orpo(t(-1.0), t(0.5), chosen_lengths=t(1.0), rejected_lengths=t(1.0))
     with pytest.raises(ValueError, match="rejected_lengths"):
         L.dpo_norm(*PAIR, chosen_lengths=t(1.0), rejected_lengths=t(1.0, 2.0))
