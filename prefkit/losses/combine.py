@@ -55,9 +55,9 @@ def combine(
     """Weighted sum of registry pairwise losses plus a per-token NLL on the chosen response.
 
     Papers: RPO — Pang et al. 2024, "Iterative Reasoning Preference Optimization", arXiv
-    2404.19733, eq. 1 (DPO + NLL normalised by length); MPO — Wang et al. 2024, "Enhancing the
-    Reasoning Ability of Multimodal LLMs via Mixed Preference Optimization", arXiv 2411.10442,
-    eq. 3 (weighted sigmoid + BCO + SFT). TRL's ``loss_type=[...]``, ``loss_weights`` and
+    2404.19733 (DPO + NLL normalised by length); MPO — Wang et al. 2024, "Enhancing the
+    Reasoning Ability of Multimodal LLMs via Mixed Preference Optimization", arXiv 2411.10442
+    (weighted sigmoid + BCO + SFT). TRL's ``loss_type=[...]``, ``loss_weights`` and
     ``rpo_alpha`` are the same idea.
 
     ``loss = Σ_name weights[name] · LOSSES[name].fn(...) + nll_weight · (−chosen_logps/|y_c|)``.
@@ -119,7 +119,7 @@ def combined_spec(weights: Mapping[str, float], nll_weight: float = 0.0) -> Loss
         name="+".join(parts),
         fn=functools.partial(combine, weights=dict(weights), nll_weight=nll_weight),
         kind="pairwise",
-        paper="Pang et al. 2024 (RPO), arXiv 2404.19733 eq. 1; Wang et al. 2024 (MPO), arXiv 2411.10442 eq. 3",
+        paper="Pang et al. 2024 (RPO), arXiv 2404.19733; Wang et al. 2024 (MPO), arXiv 2411.10442",
         needs_reference=any(spec.needs_reference for spec in specs.values()),
         needs_lengths=nll_weight > 0 or any(spec.needs_lengths for spec in specs.values()),
         extra={"components": dict(weights), "nll_weight": nll_weight},

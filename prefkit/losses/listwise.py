@@ -108,7 +108,7 @@ def dpo_pl(
 ) -> Tensor:
     """DPO with the Plackett-Luce model (listwise maximum likelihood of the label ranking).
 
-    Paper: Rafailov et al. 2023, arXiv 2305.18290, Appendix A.3 (eq. 20, Plackett-Luce); the
+    Paper: Rafailov et al. 2023, arXiv 2305.18290, Appendix A.3 (Plackett-Luce); the
     DPO-PL baseline of LiPO (arXiv 2402.01878).
 
     With ``s = β (logps − ref_logps)`` and ``σ`` the ranking by ``labels`` (descending):

@@ -183,7 +183,8 @@ def robust(
 ) -> Tensor:
     """Robust DPO (rDPO): an unbiased DPO loss under a known label-flip rate ε.
 
-    Paper: Chowdhury et al. 2024, "Provably Robust DPO", arXiv 2403.00409, eq. 8.
+    Paper: Chowdhury et al. 2024, "Provably Robust DPO: Aligning Language Models with Noisy Feedback",
+    arXiv 2403.00409 (the unbiased robust loss).
 
     ``loss = [(1−ε)(−log σ(β z)) − ε(−log σ(−β z))] / (1 − 2ε)``.
     Matches TRL ``loss_type="robust"``. ε = ``label_smoothing`` must lie in [0, 0.5); the loss can
@@ -260,7 +261,7 @@ def hinge(
     """Hinge (SLiC-style) loss on the log-ratio gap.
 
     Paper: Zhao et al. 2023, "SLiC-HF: Sequence Likelihood Calibration with Human Feedback",
-    arXiv 2305.10425, eq. 1 (calibration loss); Liu et al. 2024 (RSO), arXiv 2309.06657.
+    arXiv 2305.10425 (rank calibration loss); Liu et al. 2024 (RSO), arXiv 2309.06657.
 
     ``loss = max(0, 1 − β z)``. Matches TRL ``loss_type="hinge"``. Deviation from SLiC: SLiC's
     hinge is reference-free with margin δ on ``π_c − π_r``; here, as in TRL/RSO, it acts on the
@@ -331,7 +332,7 @@ def bco_pair(
     """BCO (pairwise): binary classification of chosen vs rejected implicit rewards.
 
     Paper: Jung et al. 2024, "Binary Classifier Optimization for Large Language Model
-    Alignment", arXiv 2404.04656, eq. 8 (reward shift δ).
+    Alignment", arXiv 2404.04656 (BCO with reward shift δ).
 
     ``loss = −log σ(β h_c − δ) − log σ(−(β h_r − δ))``.
 
@@ -537,7 +538,7 @@ def orpo(
     """ORPO: NLL on the chosen response plus a log-odds-ratio penalty (reference-free).
 
     Paper: Hong, Lee & Thorne 2024, "ORPO: Monolithic Preference Optimization without Reference
-    Model", arXiv 2403.07691, eqs. 6-8.
+    Model", arXiv 2403.07691, §3 (``L_ORPO = L_SFT + λ·L_OR``).
 
     With per-token average log-probs ``a = logps/|y|`` and ``log odds(y) = a − log(1 − e^{a})``:
     ``loss = −a_c + β·(−log σ(log odds(y_c) − log odds(y_r)))`` (β is the paper's λ).

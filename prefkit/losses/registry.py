@@ -43,7 +43,7 @@ LOSSES: dict[str, LossSpec] = {
         needs_lengths=True,
     ),
     "robust": LossSpec(
-        "robust", robust, "pairwise", "Chowdhury et al. 2024 (rDPO), arXiv 2403.00409, eq. 8"
+        "robust", robust, "pairwise", "Chowdhury et al. 2024 (rDPO), arXiv 2403.00409"
     ),
     "ipo": LossSpec("ipo", ipo, "pairwise", "Azar et al. 2023, arXiv 2310.12036, eq. 17"),
     "ipo_norm": LossSpec(
@@ -53,9 +53,7 @@ LOSSES: dict[str, LossSpec] = {
         "Azar et al. 2023, arXiv 2310.12036, eq. 17 (TRL's per-token form)",
         needs_lengths=True,
     ),
-    "hinge": LossSpec(
-        "hinge", hinge, "pairwise", "Zhao et al. 2023 (SLiC-HF), arXiv 2305.10425, eq. 1"
-    ),
+    "hinge": LossSpec("hinge", hinge, "pairwise", "Zhao et al. 2023 (SLiC-HF), arXiv 2305.10425"),
     "exo_pair": LossSpec(
         "exo_pair", exo_pair, "pairwise", "Ji et al. 2024 (EXO), arXiv 2402.00856, eq. 16"
     ),
@@ -63,7 +61,7 @@ LOSSES: dict[str, LossSpec] = {
         "nca_pair", nca_pair, "pairwise", "Chen et al. 2024 (NCA), arXiv 2402.05369"
     ),
     "bco_pair": LossSpec(
-        "bco_pair", bco_pair, "pairwise", "Jung et al. 2024 (BCO), arXiv 2404.04656, eq. 8"
+        "bco_pair", bco_pair, "pairwise", "Jung et al. 2024 (BCO), arXiv 2404.04656"
     ),
     "sppo_hard": LossSpec(
         "sppo_hard",
@@ -99,7 +97,7 @@ LOSSES: dict[str, LossSpec] = {
         "orpo",
         orpo,
         "pairwise",
-        "Hong, Lee & Thorne 2024 (ORPO), arXiv 2403.07691, eqs. 6-8",
+        "Hong, Lee & Thorne 2024 (ORPO), arXiv 2403.07691, §3",
         needs_reference=False,
         needs_lengths=True,
     ),
