@@ -1,13 +1,16 @@
 """Sequence log-probabilities of response tokens, without full-vocabulary logits for the batch.
 
 ``log π(y|x) = Σ_t log softmax(W h_{t-1})[y_t]`` over the response tokens ``y_t`` (prompt and
-padding masked). The backbone runs once over the whole batch; the LM head, the log-softmax and
-the gather then run only at the positions whose next token is a response token, in chunks of
-``chunk_size`` positions. For a plain linear head the chunks go through a custom autograd
+padding masked). The model runs once over the whole batch and returns its final hidden states
+(its own logits for one position only); the LM head, the log-softmax and the gather then run
+only at the positions whose next token is a response token, in chunks of ``chunk_size``
+positions. For a plain linear head the chunks go through a custom autograd
 function that keeps only the hidden states and one float32 log-sum-exp per position and
 recomputes each chunk's logits in the backward pass, so peak memory is ``chunk_size x vocab``
 instead of ``tokens x vocab`` (the same idea as the Liger kernel's fused linear cross-entropy,
-Hsu et al. 2024, arXiv:2410.10989). Logits are always reduced in float32.
+Hsu et al. 2024, arXiv:2410.10989). Logits are always reduced in float32. Calling the model
+itself (not its backbone) keeps DDP, PEFT and accelerate wrappers working; under FSDP, whose
+head weight is sharded outside the forward, the full-logits path is used.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from prefkit.policy._hf import logits_to_keep_argument, unwrap
 from prefkit.policy.encoding import EncodedBatch
 
 ChunkSize = int | Literal["auto"] | None
@@ -30,7 +34,7 @@ _AUTO_CHUNK_ELEMENTS = 1 << 25
 """``auto`` chunks hold at most this many float32 logits (128 MiB)."""
 
 _FULL_FORWARD_MODELS: weakref.WeakSet[nn.Module] = weakref.WeakSet()
-"""Models whose logits are not ``lm_head(backbone(x))`` (soft-capping, scaling, ...)."""
+"""Models whose logits are not ``lm_head(last hidden state)`` (soft-capping, scaling, ...)."""
 
 
 def sequence_logps(
@@ -69,58 +73,41 @@ def token_logps(
 
 def use_full_forward(model: nn.Module) -> None:
     """Always compute this model's log-probs from ``model(...).logits`` (see ``check_fast_path``)."""
-    _FULL_FORWARD_MODELS.add(model)
+    _FULL_FORWARD_MODELS.add(unwrap(model))
 
 
 @torch.no_grad()
 def check_fast_path(model: nn.Module) -> bool:
-    """Whether ``lm_head(backbone(x))`` reproduces ``model(x).logits`` for this architecture.
+    """Whether ``lm_head(last hidden state)`` reproduces ``model(x).logits`` for this model.
 
     Some architectures transform the logits after the head (Gemma-2's soft-capping, Cohere's
     scale, Granite's divisor). When they differ, the model is switched to the full-forward
     path with a warning, so log-probs stay exact.
     """
-    config = getattr(model, "config", None)
-    vocab = int(getattr(config, "vocab_size", 0) or 0)
-    if vocab <= 0:
-        use_full_forward(model)
-        return False
-    device = next(model.parameters()).device
-    ids = torch.arange(5, device=device).remainder(vocab).unsqueeze(0)
-    was_training = model.training
-    model.eval()
-    try:
-        backbone = _backbone(model)
-        if backbone is model:
-            raise TypeError("the backbone is the model itself")
-        expected = model(input_ids=ids, use_cache=False).logits.float()
-        hidden = backbone(input_ids=ids, use_cache=False)[0]
-        got = model.get_output_embeddings()(hidden).float()
-        same = got.shape == expected.shape and torch.allclose(got, expected, rtol=1e-3, atol=1e-3)
-    except (AttributeError, TypeError, NotImplementedError, RuntimeError):
-        same = False
-    finally:
-        model.train(was_training)
+    inner = unwrap(model)
+    vocab = int(getattr(getattr(inner, "config", None), "vocab_size", 0) or 0)
+    same = False
+    if vocab > 0:
+        ids = torch.arange(5, device=_model_device(inner)).remainder(vocab).unsqueeze(0)
+        was_training = inner.training
+        inner.eval()
+        try:
+            out = inner(input_ids=ids, use_cache=False, output_hidden_states=True)
+            got = inner.get_output_embeddings()(out.hidden_states[-1]).float()
+            expected = out.logits.float()
+            same = got.shape == expected.shape and torch.allclose(got, expected, atol=1e-4)
+        except (AttributeError, TypeError, NotImplementedError, RuntimeError):
+            same = False
+        finally:
+            inner.train(was_training)
     if not same:
         warnings.warn(
-            f"{type(model).__name__}: logits are not lm_head(backbone(x)); log-probs will use "
-            "the model's full forward (exact, but materialises full-vocabulary logits)",
+            f"{type(inner).__name__}: logits are not lm_head(last hidden state); log-probs will "
+            "use the model's full forward (exact, but materialises full-vocabulary logits)",
             stacklevel=2,
         )
-        use_full_forward(model)
+        use_full_forward(inner)
     return same
-
-
-def _backbone(model: nn.Module) -> nn.Module:
-    try:
-        decoder = model.get_decoder()
-    except (AttributeError, NotImplementedError):
-        decoder = None
-    if decoder is None:
-        decoder = getattr(model, getattr(model, "base_model_prefix", ""), None)
-    if decoder is None:
-        raise TypeError(f"cannot find the backbone of {type(model).__name__}")
-    return decoder
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -138,27 +125,44 @@ def _forward_kwargs(batch: EncodedBatch) -> dict[str, torch.Tensor | bool | None
     return kwargs
 
 
+def _sharded(model: nn.Module, head: nn.Module) -> bool:
+    """FSDP: the head's full weight exists only inside the wrapped forward."""
+    if "FullyShardedDataParallel" in type(model).__name__:
+        return True
+    weight = getattr(head, "weight", None)
+    return weight is not None and type(weight.data) is not torch.Tensor  # DTensor (FSDP2)
+
+
 def _response_token_logps(
     model: nn.Module, batch: EncodedBatch, chunk_size: ChunkSize
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probs of every response token, flattened in row-major order, and their row ids."""
-    batch = batch.to(_model_device(model))
+    """Log-probs of every response token, flattened in row-major order, and their row ids.
+
+    The forward always goes through ``model`` itself (so DDP, PEFT and accelerate wrappers see
+    it); the fast path asks it for hidden states and the logits of one position only.
+    """
+    inner = unwrap(model)
+    batch = batch.to(_model_device(inner))
     # Position t-1 predicts token t; a response token is never a sequence's first token.
     selected = batch.response_mask[:, 1:]
     targets = batch.input_ids[:, 1:][selected]
     rows = batch.row_ids[:, 1:][selected]
+    head = inner.get_output_embeddings()
 
-    if chunk_size is None or model in _FULL_FORWARD_MODELS:
+    if chunk_size is None or inner in _FULL_FORWARD_MODELS or _sharded(model, head):
         logits = model(**_forward_kwargs(batch)).logits[:, :-1][selected]
-        return _chunked_target_logps(
-            logits, targets, lambda x: x, _auto_chunk(logits.shape[-1])
-        ), rows
+        chunk = _auto_chunk(logits.shape[-1])
+        return _chunked_target_logps(logits, targets, lambda x: x, chunk), rows
 
-    hidden = _backbone(model)(**_forward_kwargs(batch))[0][:, :-1][selected]
-    head = model.get_output_embeddings()
-    chunk = _auto_chunk(model.config.vocab_size) if chunk_size == "auto" else int(chunk_size)
+    chunk = _auto_chunk(inner.config.vocab_size) if chunk_size == "auto" else int(chunk_size)
     if chunk <= 0:
         raise ValueError(f"chunk_size must be positive, 'auto' or None, got {chunk_size}")
+    kwargs = _forward_kwargs(batch)
+    kwargs["output_hidden_states"] = True
+    keep = logits_to_keep_argument(inner)
+    if keep is not None:
+        kwargs[keep] = 1
+    hidden = model(**kwargs).hidden_states[-1][:, :-1][selected]
     if type(head) is nn.Linear and not hasattr(head, "_hf_hook"):
         return _LinearTargetLogProb.apply(hidden, head.weight, head.bias, targets, chunk), rows
     return _chunked_target_logps(hidden, targets, head, chunk), rows

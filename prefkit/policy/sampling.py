@@ -11,13 +11,13 @@ of the policy itself at temperature 1, ``log π(y|x)``, whatever distribution dr
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
 
 import torch
 from torch import nn
+
+from prefkit.policy._hf import cache_argument, logits_to_keep_argument
 
 
 @dataclass(frozen=True)
@@ -55,15 +55,6 @@ class Samples:
         return [text for row in self.texts for text in row]
 
 
-@cache
-def _parameter_names(model_type: type) -> tuple[str, str | None]:
-    """The forward's cache argument and its last-logits-only argument, across versions."""
-    names = inspect.signature(model_type.forward).parameters
-    cache_name = "cache" if "cache" in names else "past_key_values"
-    keep = next((n for n in ("logits_to_keep", "num_logits_to_keep") if n in names), None)
-    return cache_name, keep
-
-
 def _last_logits(
     model: nn.Module,
     input_ids: torch.Tensor,
@@ -72,7 +63,7 @@ def _last_logits(
     past: object | None,
     use_cache: bool,
 ) -> tuple[torch.Tensor, object | None]:
-    cache_name, keep = _parameter_names(type(model))
+    cache_name, keep = cache_argument(model), logits_to_keep_argument(model)
     kwargs: dict[str, object] = {
         "input_ids": input_ids,
         "attention_mask": attention_mask,

@@ -194,3 +194,18 @@ def test_models_with_transformed_logits_fall_back_to_the_full_forward():
 def test_llama_keeps_the_fast_path(policy):
     assert check_fast_path(policy.model)
     assert policy.model not in _FULL_FORWARD_MODELS
+
+
+def test_wrapped_model_goes_through_the_wrapper_and_gives_the_same_logps(policy64):
+    batch = policy64.encode(PROMPTS, RESPONSES, max_length=64)
+    calls = []
+    wrapper = nn.DataParallel(policy64.model)  # on CPU it simply calls the module
+    handle = wrapper.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        with torch.no_grad():
+            wrapped, _ = sequence_logps(wrapper, batch, chunk_size=2)
+            plain, _ = sequence_logps(policy64.model, batch, chunk_size=2)
+    finally:
+        handle.remove()
+    assert calls == [1]
+    torch.testing.assert_close(wrapped, plain, rtol=0, atol=0)

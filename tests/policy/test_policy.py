@@ -136,6 +136,13 @@ def test_bad_paths_are_input_errors(tmp_path):
         Policy.load(file)
 
 
+def test_unreachable_hub_id_is_an_input_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(InputError, match="cannot load a causal LM") as error:
+        Policy.load("no-such-org/no-such-model", device="cpu")
+    assert error.value.file == "no-such-org/no-such-model"
+
+
 def test_remote_code_is_not_run_unless_trusted(tmp_path, checkpoint):
     import shutil
 
