@@ -1,0 +1,272 @@
+"""Sequence log-probabilities of response tokens, without full-vocabulary logits for the batch.
+
+``log π(y|x) = Σ_t log softmax(W h_{t-1})[y_t]`` over the response tokens ``y_t`` (prompt and
+padding masked). The model runs once over the whole batch and returns its final hidden states
+(its own logits for one position only); the LM head, the log-softmax and the gather then run
+only at the positions whose next token is a response token, in chunks of ``chunk_size``
+positions. For a plain linear head the chunks go through a custom autograd
+function that keeps only the hidden states and one float32 log-sum-exp per position and
+recomputes each chunk's logits in the backward pass, so peak memory is ``chunk_size x vocab``
+instead of ``tokens x vocab`` (the same idea as the Liger kernel's fused linear cross-entropy,
+Hsu et al. 2024, arXiv:2410.10989). Logits are always reduced in float32. Calling the model
+itself (not its backbone) keeps DDP, PEFT and accelerate wrappers working; under FSDP, whose
+head weight is sharded outside the forward, the full-logits path is used.
+"""
+
+from __future__ import annotations
+
+import warnings
+import weakref
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from prefkit.policy._hf import logits_to_keep_argument, unwrap
+from prefkit.policy.encoding import EncodedBatch
+
+ChunkSize = int | Literal["auto"] | None
+
+_AUTO_CHUNK_ELEMENTS = 1 << 25
+"""``auto`` chunks hold at most this many float32 logits (128 MiB)."""
+
+_FULL_FORWARD_MODELS: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+"""Models whose logits are not ``lm_head(last hidden state)`` (soft-capping, scaling, ...)."""
+
+
+def sequence_logps(
+    model: nn.Module, batch: EncodedBatch, *, chunk_size: ChunkSize = "auto"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of the response tokens' log-probs per sequence, and their count.
+
+    Returns ``(logp_sums [N], token_counts [N] long)``; sums are float32 (float64 for a float64
+    model). Gradients flow to the model.
+    ``chunk_size``: positions per LM-head chunk; ``"auto"`` sizes chunks to 128 MiB of float32
+    logits; ``None`` computes full logits through ``model(...)`` (the plain reference
+    computation; also the path for wrappers such as FSDP that must see the whole forward).
+    """
+    values, rows = _response_token_logps(model, batch, chunk_size)
+    sums = torch.zeros(batch.num_rows, dtype=values.dtype, device=values.device)
+    sums = sums.index_add(0, rows, values)
+    return sums, batch.response_lengths.to(values.device)
+
+
+def token_logps(
+    model: nn.Module, batch: EncodedBatch, *, chunk_size: ChunkSize = "auto"
+) -> torch.Tensor:
+    """Per-token log-probs ``[N, T]`` (float32, or float64), aligned with ``batch.input_ids``.
+
+    Entry ``[i, t]`` is ``log π(input_ids[i, t] | input_ids[i, :t])`` where
+    ``batch.response_mask[i, t]`` is true, and 0 elsewhere. Needs a padded (not packed) batch.
+    """
+    if batch.packed:
+        raise ValueError("token_logps needs a padded batch, not a packed one")
+    values, _ = _response_token_logps(model, batch, chunk_size)
+    out = torch.zeros(batch.input_ids.shape, dtype=values.dtype, device=values.device)
+    target = batch.response_mask.to(values.device).clone()
+    target[:, 0] = False
+    return out.masked_scatter(target, values)
+
+
+def use_full_forward(model: nn.Module) -> None:
+    """Always compute this model's log-probs from ``model(...).logits`` (see ``check_fast_path``)."""
+    _FULL_FORWARD_MODELS.add(unwrap(model))
+
+
+@torch.no_grad()
+def check_fast_path(model: nn.Module) -> bool:
+    """Whether ``lm_head(last hidden state)`` reproduces ``model(x).logits`` for this model.
+
+    Some architectures transform the logits after the head (Gemma-2's soft-capping, Cohere's
+    scale, Granite's divisor). When they differ, the model is switched to the full-forward
+    path with a warning, so log-probs stay exact.
+    """
+    inner = unwrap(model)
+    vocab = int(getattr(getattr(inner, "config", None), "vocab_size", 0) or 0)
+    same = False
+    if vocab > 0:
+        ids = torch.arange(5, device=_model_device(inner)).remainder(vocab).unsqueeze(0)
+        was_training = inner.training
+        inner.eval()
+        try:
+            out = inner(input_ids=ids, use_cache=False, output_hidden_states=True)
+            got = inner.get_output_embeddings()(out.hidden_states[-1]).float()
+            expected = out.logits.float()
+            same = got.shape == expected.shape and torch.allclose(got, expected, atol=1e-4)
+        except (AttributeError, TypeError, NotImplementedError, RuntimeError):
+            same = False
+        finally:
+            inner.train(was_training)
+    if not same:
+        warnings.warn(
+            f"{type(inner).__name__}: logits are not lm_head(last hidden state); log-probs will "
+            "use the model's full forward (exact, but materialises full-vocabulary logits)",
+            stacklevel=2,
+        )
+        use_full_forward(inner)
+    return same
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _forward_kwargs(batch: EncodedBatch) -> dict[str, torch.Tensor | bool | None]:
+    kwargs: dict[str, torch.Tensor | bool | None] = {
+        "input_ids": batch.input_ids,
+        "attention_mask": batch.attention_mask,
+        "use_cache": False,
+    }
+    if batch.position_ids is not None:
+        kwargs["position_ids"] = batch.position_ids
+    return kwargs
+
+
+def _sharded(model: nn.Module, head: nn.Module) -> bool:
+    """FSDP: the head's full weight exists only inside the wrapped forward."""
+    if "FullyShardedDataParallel" in type(model).__name__:
+        return True
+    weight = getattr(head, "weight", None)
+    return weight is not None and type(weight.data) is not torch.Tensor  # DTensor (FSDP2)
+
+
+def _response_token_logps(
+    model: nn.Module, batch: EncodedBatch, chunk_size: ChunkSize
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs of every response token, flattened in row-major order, and their row ids.
+
+    The forward always goes through ``model`` itself (so DDP, PEFT and accelerate wrappers see
+    it); the fast path asks it for hidden states and the logits of one position only.
+    """
+    inner = unwrap(model)
+    batch = batch.to(_model_device(inner))
+    # Position t-1 predicts token t; a response token is never a sequence's first token.
+    selected = batch.response_mask[:, 1:]
+    targets = batch.input_ids[:, 1:][selected]
+    rows = batch.row_ids[:, 1:][selected]
+    head = inner.get_output_embeddings()
+
+    if chunk_size is None or inner in _FULL_FORWARD_MODELS or _sharded(model, head):
+        logits = model(**_forward_kwargs(batch)).logits[:, :-1][selected]
+        chunk = _auto_chunk(logits.shape[-1])
+        return _chunked_target_logps(logits, targets, lambda x: x, chunk), rows
+
+    chunk = _auto_chunk(inner.config.vocab_size) if chunk_size == "auto" else int(chunk_size)
+    if chunk <= 0:
+        raise ValueError(f"chunk_size must be positive, 'auto' or None, got {chunk_size}")
+    kwargs = _forward_kwargs(batch)
+    kwargs["output_hidden_states"] = True
+    keep = logits_to_keep_argument(inner)
+    if keep is not None:
+        kwargs[keep] = 1
+    hidden = model(**kwargs).hidden_states[-1][:, :-1][selected]
+    if type(head) is nn.Linear and not hasattr(head, "_hf_hook"):
+        return _LinearTargetLogProb.apply(hidden, head.weight, head.bias, targets, chunk), rows
+    return _chunked_target_logps(hidden, targets, head, chunk), rows
+
+
+def _auto_chunk(vocab: int) -> int:
+    return max(1, _AUTO_CHUNK_ELEMENTS // max(vocab, 1))
+
+
+def _reduction_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Logits are reduced in float32, or float64 for a float64 model."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def _target_logps(inputs: torch.Tensor, targets: torch.Tensor, head: Callable) -> torch.Tensor:
+    logits = head(inputs)
+    logits = logits.to(_reduction_dtype(logits.dtype))
+    return logits.gather(1, targets[:, None]).squeeze(1) - torch.logsumexp(logits, dim=-1)
+
+
+def _chunked_target_logps(
+    inputs: torch.Tensor, targets: torch.Tensor, head: Callable, chunk: int
+) -> torch.Tensor:
+    """Any head: each chunk is checkpointed, so its logits are recomputed in the backward."""
+    parts = []
+    for start in range(0, inputs.shape[0], chunk):
+        args = (inputs[start : start + chunk], targets[start : start + chunk])
+        if torch.is_grad_enabled() and inputs.requires_grad and inputs.shape[0] > chunk:
+            parts.append(checkpoint(_target_logps, *args, head, use_reentrant=False))
+        else:
+            parts.append(_target_logps(*args, head))
+    if not parts:
+        return inputs.new_zeros(0, dtype=_reduction_dtype(inputs.dtype))
+    return torch.cat(parts)
+
+
+def _autocast_dtype(device_type: str, default: torch.dtype) -> torch.dtype:
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return default
+
+
+class _LinearTargetLogProb(torch.autograd.Function):
+    """``log_softmax(hidden @ weight.T + bias)[targets]`` chunk by chunk, recomputed in backward.
+
+    Forward keeps ``hidden`` and one float32 log-sum-exp per position. With ``g`` the incoming
+    gradient and ``p = softmax(logits)``: ``d logits = g (onehot(target) - p)``, then
+    ``d hidden = d logits @ weight`` and ``d weight = d logits.T @ hidden``.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, chunk):
+        device_type = hidden.device.type
+        compute = _autocast_dtype(device_type, hidden.dtype)
+        reduce = _reduction_dtype(compute)
+        ctx.compute_dtype, ctx.reduce_dtype, ctx.chunk = compute, reduce, chunk
+        out = torch.empty(hidden.shape[0], dtype=reduce, device=hidden.device)
+        lse = torch.empty_like(out)
+        with torch.autocast(device_type, enabled=False):
+            w = weight.to(compute)
+            b = bias.to(compute) if bias is not None else None
+            for start in range(0, hidden.shape[0], chunk):
+                stop = start + chunk
+                logits = F.linear(hidden[start:stop].to(compute), w, b).to(reduce)
+                lse[start:stop] = torch.logsumexp(logits, dim=-1)
+                out[start:stop] = logits.gather(1, targets[start:stop, None]).squeeze(1)
+        out -= lse
+        ctx.save_for_backward(hidden, weight, bias, targets, lse)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        hidden, weight, bias, targets, lse = ctx.saved_tensors
+        compute, reduce, chunk = ctx.compute_dtype, ctx.reduce_dtype, ctx.chunk
+        need_hidden, need_weight, need_bias = ctx.needs_input_grad[:3]
+        grad_hidden = torch.empty_like(hidden) if need_hidden else None
+        grad_weight = grad_bias = None
+        if need_weight:
+            grad_weight = torch.zeros(weight.shape, dtype=reduce, device=weight.device)
+        if need_bias:
+            grad_bias = torch.zeros(bias.shape, dtype=reduce, device=bias.device)
+        grad_out = grad_out.to(reduce)
+        with torch.autocast(hidden.device.type, enabled=False):
+            w = weight.to(compute)
+            b = bias.to(compute) if bias is not None else None
+            for start in range(0, hidden.shape[0], chunk):
+                stop = start + chunk
+                h = hidden[start:stop].to(compute)
+                g = grad_out[start:stop]
+                # d logits = g * (onehot - softmax), built in place in the logits buffer.
+                d_logits = F.linear(h, w, b).to(reduce)
+                d_logits.sub_(lse[start:stop, None]).exp_().mul_(-g[:, None])
+                d_logits.scatter_add_(1, targets[start:stop, None], g[:, None])
+                if need_bias:
+                    grad_bias += d_logits.sum(0)
+                d_logits = d_logits.to(compute)
+                if need_hidden:
+                    grad_hidden[start:stop] = (d_logits @ w).to(hidden.dtype)
+                if need_weight and compute == reduce:
+                    grad_weight.addmm_(d_logits.t(), h)
+                elif need_weight:
+                    grad_weight += d_logits.t() @ h
+        if need_weight:
+            grad_weight = grad_weight.to(weight.dtype)
+        if need_bias:
+            grad_bias = grad_bias.to(bias.dtype)
+        return grad_hidden, grad_weight, grad_bias, None, None
