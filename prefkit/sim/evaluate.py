@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from prefkit.sim import lexicon as lx
+from prefkit.sim import text
 from prefkit.sim.world import World
 
 Samples = Sequence[Sequence[str]]
@@ -148,16 +149,10 @@ def evaluate(
         pool_win_rates=pool_win_rates,
         mean_utility=float(world.utility(flat_p, flat_y).mean()),
         ref_mean_utility=float(world.utility(ref_p, ref_y).mean()),
-        mean_length=float(np.mean([len(_body(y)) for y in flat_y])),
+        mean_length=float(np.mean([len(text.body_words(y)) for y in flat_y])),
         n_prompts=len(prompts),
         n_samples=len(flat_y),
     )
-
-
-def _body(response: str) -> list[str]:
-    words = response.split()
-    openers = {w for family in lx.OPENERS.values() for w in family}
-    return words[1:] if words and words[0] in openers else words
 
 
 SampleFn = Callable[[list[str], int], Samples]

@@ -116,7 +116,5 @@ def check_lexicon() -> None:
     for group, words in groups.items():
         for word in words:
             assert word == word.lower() and word.isalpha(), f"{word!r} is not a lowercase word"
-            if group == "prompt" and word in seen and seen[word] == "prompt":
-                continue
             assert word not in seen, f"{word!r} is in both {seen[word]} and {group}"
             seen[word] = group

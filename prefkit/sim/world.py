@@ -27,7 +27,6 @@ The world (docs/worlds.md has the full story and the numbers):
 from __future__ import annotations
 
 import difflib
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
@@ -37,44 +36,14 @@ from scipy.optimize import linprog
 from scipy.special import expit
 
 from prefkit.data.records import ListRecord, PairRecord
+from prefkit.sim import generator, text
 from prefkit.sim import lexicon as lx
 from prefkit.sim.annotators import Annotator, resolve_pool
+from prefkit.sim.generator import GeneratorConfig
 
 Split = Literal["train", "eval"]
 
-# ---------------------------------------------------------------------------------------------
-# Word ids shared by every world: one id per vocabulary word; words outside it get ids above.
-# ---------------------------------------------------------------------------------------------
-_WORDS: list[str] = lx.vocabulary()
-_WORD_ID: dict[str, int] = {w: i for i, w in enumerate(_WORDS)}
-_V = len(_WORDS)
-_WORD_ARRAY = np.array(_WORDS + [""], dtype=object)
-
-# Body class of each word id (topic words are resolved against the prompt's topic at scoring).
-_BODY_CLASS = np.full(_V + 1, lx.OTHER, dtype=np.int64)  # last slot: any unknown word
-_WORD_TOPIC = np.full(_V + 1, -1, dtype=np.int64)
-_OPENER_STYLE = np.full(_V + 1, lx.NO_STYLE, dtype=np.int64)
-for _t, _topic in enumerate(lx.TOPICS):
-    for _w in _topic.words:
-        _WORD_TOPIC[_WORD_ID[_w]] = _t
-        _BODY_CLASS[_WORD_ID[_w]] = lx.OFF_TOPIC  # on-topic when it matches the prompt
-for _cls, _group in ((lx.QUALITY, lx.QUALITY_WORDS), (lx.FILLER, lx.FILLER_WORDS), (lx.BAD, lx.BAD_WORDS)):
-    for _w in _group:
-        _BODY_CLASS[_WORD_ID[_w]] = _cls
-for _s, _style in enumerate(lx.STYLES):
-    for _w in lx.OPENERS[_style]:
-        _OPENER_STYLE[_WORD_ID[_w]] = _s
-
-_TOPIC_WORD_IDS = np.array([[_WORD_ID[w] for w in t.words] for t in lx.TOPICS])
-_OPENER_IDS = np.array([[_WORD_ID[w] for w in lx.OPENERS[s]] for s in lx.STYLES])
-_CLASS_WORD_IDS = {
-    lx.QUALITY: np.array([_WORD_ID[w] for w in lx.QUALITY_WORDS]),
-    lx.FILLER: np.array([_WORD_ID[w] for w in lx.FILLER_WORDS]),
-    lx.BAD: np.array([_WORD_ID[w] for w in lx.BAD_WORDS]),
-}
 _N_TOPICS = len(lx.TOPICS)
-_WORDS_PER_TOPIC = _TOPIC_WORD_IDS.shape[1]
-_SUBJECT_TOPIC = {s: t for t, topic in enumerate(lx.TOPICS) for s in topic.subjects}
 _N_STYLE_SLOTS = len(lx.STYLES) + 1  # the styles plus "no style"
 
 CYCLE = np.zeros((_N_STYLE_SLOTS, _N_STYLE_SLOTS))
@@ -83,37 +52,6 @@ formal > casual > playful > formal; the last row/column (no style) is zero."""
 for _i in range(len(lx.STYLES)):
     CYCLE[_i, (_i + 1) % len(lx.STYLES)] = 1.0
     CYCLE[(_i + 1) % len(lx.STYLES), _i] = -1.0
-
-
-@dataclass(frozen=True)
-class GeneratorConfig:
-    """The base generator, a simple stochastic process (so its log-probability is exact).
-
-    A response is: with probability ``opener_prob`` an opener word (style drawn from
-    ``style_probs``, then one of the style's three openers uniformly); then a body length drawn
-    uniformly from ``[min_length, max_length]``; then each body word i.i.d.: a class from
-    ``class_probs`` (on-topic, quality, filler, off-topic, bad) and a word uniformly within the
-    class (off-topic: uniformly among the other topics' words).
-    """
-
-    opener_prob: float = 0.6
-    style_probs: tuple[float, float, float] = (0.5, 0.3, 0.2)
-    min_length: int = 3
-    max_length: int = 11
-    class_probs: tuple[float, float, float, float, float] = (0.35, 0.15, 0.25, 0.10, 0.15)
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.opener_prob <= 1.0:
-            raise ValueError(f"opener_prob must be in [0, 1], got {self.opener_prob}")
-        for name in ("style_probs", "class_probs"):
-            probs = np.asarray(getattr(self, name), dtype=float)
-            expected = len(lx.STYLES) if name == "style_probs" else len(lx.GENERATED_CLASSES)
-            if probs.shape != (expected,) or (probs < 0).any() or abs(probs.sum() - 1) > 1e-9:
-                raise ValueError(f"{name} must be {expected} probabilities summing to 1, got {probs}")
-        if not 1 <= self.min_length <= self.max_length:
-            raise ValueError(
-                f"need 1 <= min_length <= max_length, got {self.min_length}, {self.max_length}"
-            )
 
 
 @dataclass(frozen=True)
@@ -178,80 +116,6 @@ class Annotations:
 
 
 @dataclass(frozen=True)
-class _Parsed:
-    """Responses as arrays: body word ids (``-1`` padding), body lengths, styles."""
-
-    ids: np.ndarray
-    length: np.ndarray
-    style: np.ndarray
-
-
-def _as_strings(values: Sequence[Any], what: str) -> list[str]:
-    out = list(values)
-    for i, v in enumerate(out):
-        if not isinstance(v, str):
-            raise ValueError(f"{what}[{i}] must be a string, got {type(v).__name__}")
-    return out
-
-
-def _parse(responses: Sequence[str]) -> _Parsed:
-    """Split responses on whitespace; the first word is the opener if it is one."""
-    split = [r.split() for r in _as_strings(responses, "responses")]
-    n = len(split)
-    total_lengths = np.fromiter(map(len, split), dtype=np.int64, count=n)
-    unknown: dict[str, int] = {}
-
-    def word_id(w: str) -> int:
-        i = _WORD_ID.get(w)
-        if i is None:  # each distinct unknown word gets its own id, so it is not a "repeat"
-            i = unknown.setdefault(w, _V + len(unknown))
-        return i
-
-    flat = np.fromiter((word_id(w) for words in split for w in words), dtype=np.int64,
-                       count=int(total_lengths.sum()))
-    starts = np.concatenate([[0], np.cumsum(total_lengths)[:-1]]).astype(np.int64)
-    first = np.full(n, _V, dtype=np.int64)
-    nonempty = total_lengths > 0
-    first[nonempty] = np.minimum(flat[starts[nonempty]], _V)
-    style = _OPENER_STYLE[first]
-    skip = (style != lx.NO_STYLE).astype(np.int64)
-    length = total_lengths - skip
-    style[length == 0] = lx.NO_STYLE  # an opener alone is an empty response
-    width = max(int(length.max(initial=0)), 1)
-    ids = np.full((n, width), -1, dtype=np.int64)
-    row = np.repeat(np.arange(n), total_lengths)
-    pos = np.arange(flat.size) - np.repeat(starts, total_lengths) - np.repeat(skip, total_lengths)
-    keep = pos >= 0
-    ids[row[keep], pos[keep]] = flat[keep]
-    return _Parsed(ids=ids, length=length, style=style)
-
-
-def _class_counts(parsed: _Parsed, topics: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per response, how many first occurrences and repeats of each word class the body has."""
-    ids = parsed.ids
-    n, width = ids.shape
-    valid = ids >= 0
-    safe = np.where(valid, np.minimum(ids, _V), _V)
-    cls = _BODY_CLASS[safe].copy()
-    word_topic = _WORD_TOPIC[safe]
-    on_topic = (word_topic >= 0) & (word_topic == topics[:, None])
-    cls[on_topic] = lx.ON_TOPIC
-    # A repeat is any occurrence of a word after its first one (padding never repeats).
-    key = np.where(valid, ids, -2 - np.arange(width)[None, :])
-    order = np.argsort(key, axis=1, kind="stable")
-    sorted_key = np.take_along_axis(key, order, axis=1)
-    dup_sorted = np.zeros_like(valid)
-    dup_sorted[:, 1:] = sorted_key[:, 1:] == sorted_key[:, :-1]
-    repeat = np.empty_like(valid)
-    np.put_along_axis(repeat, order, dup_sorted, axis=1)
-    n_cls = len(lx.CLASS_NAMES)
-    flat_index = np.arange(n)[:, None] * n_cls + cls
-    first_counts = np.bincount(flat_index[valid & ~repeat], minlength=n * n_cls).reshape(n, n_cls)
-    repeat_counts = np.bincount(flat_index[valid & repeat], minlength=n * n_cls).reshape(n, n_cls)
-    return first_counts.astype(float), repeat_counts.astype(float)
-
-
-@dataclass(frozen=True)
 class _Scored:
     """What the preference needs of each response: utility, style and body length."""
 
@@ -269,6 +133,7 @@ class World:
         self.seed = int(seed)
         self.pool: tuple[Annotator, ...] = resolve_pool(self.config.annotators)
         self._prompt_cache: dict[str, tuple[int, int]] = {}
+        self._ideal_cache: dict[tuple[str, str | None], str] = {}
         # The phase pi/8 keeps the three bonuses of every topic distinct (no ties).
         angle = 2 * np.pi * (np.arange(_N_TOPICS)[:, None] / _N_TOPICS
                              + np.arange(len(lx.STYLES))[None, :] / len(lx.STYLES)) + np.pi / 8
@@ -317,7 +182,7 @@ class World:
         info = self._prompt_cache.get(prompt)
         if info is None:
             words = prompt.split()
-            topic = next((_SUBJECT_TOPIC[w] for w in words if w in _SUBJECT_TOPIC), -1)
+            topic = next((text.SUBJECT_TOPIC[w] for w in words if w in text.SUBJECT_TOPIC), -1)
             length = lx.MODIFIERS[""]
             for w in words:
                 if w and w in lx.MODIFIERS:
@@ -340,73 +205,22 @@ class World:
 
         ``style`` forces the opener: one of ``lexicon.STYLES``, or ``"none"`` for no opener.
         """
-        gen = self.config.generator
         topics, _ = self._prompt_arrays(prompts)
         if (topics < 0).any():
             bad = prompts[int(np.argmax(topics < 0))]
             raise ValueError(f"the base generator needs a prompt about a topic; got {bad!r}")
         if style is not None and style != "none" and style not in lx.STYLES:
             raise ValueError(f"style must be one of {lx.STYLES} or 'none', got {style!r}")
-        count = len(prompts) * n
-        topic = np.repeat(topics, n)
-        has_opener = rng.random(count) < gen.opener_prob
-        styles = rng.choice(len(lx.STYLES), size=count, p=np.asarray(gen.style_probs))
-        if style is not None:
-            has_opener[:] = style != "none"
-            styles[:] = lx.STYLES.index(style) if style != "none" else 0
-        opener = _OPENER_IDS[styles, rng.integers(0, _OPENER_IDS.shape[1], size=count)]
-        length = rng.integers(gen.min_length, gen.max_length + 1, size=count)
-        shape = (count, gen.max_length)
-        cls = rng.choice(len(lx.GENERATED_CLASSES), size=shape, p=np.asarray(gen.class_probs))
-        slot = rng.integers(0, _WORDS_PER_TOPIC, size=shape)
-        other_topic = (topic[:, None] + rng.integers(1, _N_TOPICS, size=shape)) % _N_TOPICS
-        words = np.select(
-            [cls == lx.ON_TOPIC, cls == lx.OFF_TOPIC, cls == lx.QUALITY, cls == lx.FILLER],
-            [
-                _TOPIC_WORD_IDS[topic[:, None], slot],
-                _TOPIC_WORD_IDS[other_topic, slot],
-                _CLASS_WORD_IDS[lx.QUALITY][rng.integers(0, len(lx.QUALITY_WORDS), size=shape)],
-                _CLASS_WORD_IDS[lx.FILLER][rng.integers(0, len(lx.FILLER_WORDS), size=shape)],
-            ],
-            default=_CLASS_WORD_IDS[lx.BAD][rng.integers(0, len(lx.BAD_WORDS), size=shape)],
-        )
-        texts = _WORD_ARRAY[words]
-        out: list[str] = []
-        for i in range(count):
-            body = " ".join(texts[i, : length[i]])
-            out.append(f"{_WORDS[opener[i]]} {body}" if has_opener[i] else body)
+        out = generator.sample(self.config.generator, np.repeat(topics, n), rng, style)
         return [out[i * n:(i + 1) * n] for i in range(len(prompts))]
 
     def base_logprob(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
         """Exact ``log p_base(y | x)`` of the base generator (``-inf`` where it cannot write y)."""
         prompts, responses = self._check_pair_lengths(prompts, responses)
-        gen = self.config.generator
         topics, _ = self._prompt_arrays(prompts)
         if (topics < 0).any():
             raise ValueError("base_logprob needs prompts about a topic (the generator's domain)")
-        parsed = _parse(responses)
-        first, repeats = _class_counts(parsed, topics)
-        counts = first + repeats
-        n_off = (_N_TOPICS - 1) * _WORDS_PER_TOPIC
-        per_word = np.array([
-            gen.class_probs[0] / _WORDS_PER_TOPIC,
-            gen.class_probs[1] / len(lx.QUALITY_WORDS),
-            gen.class_probs[2] / len(lx.FILLER_WORDS),
-            gen.class_probs[3] / n_off,
-            gen.class_probs[4] / len(lx.BAD_WORDS),
-            0.0,
-        ])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            log_word = np.log(per_word)
-            words_lp = np.where(counts > 0, counts * log_word, 0.0).sum(axis=1)
-            has = parsed.style != lx.NO_STYLE
-            style_p = np.asarray(gen.style_probs)[np.minimum(parsed.style, len(lx.STYLES) - 1)]
-            opener_lp = np.where(
-                has, np.log(gen.opener_prob * style_p / _OPENER_IDS.shape[1]), np.log(1 - gen.opener_prob)
-            )
-        in_range = (parsed.length >= gen.min_length) & (parsed.length <= gen.max_length)
-        length_lp = np.where(in_range, -math.log(gen.max_length - gen.min_length + 1), -np.inf)
-        return opener_lp + length_lp + words_lp
+        return generator.logprob(self.config.generator, text.parse(responses), topics)
 
     # -- the true preference --------------------------------------------------------------------
 
@@ -414,8 +228,8 @@ class World:
                annotator: Annotator | None = None) -> _Scored:
         cfg = self.config
         topics, preferred = self._prompt_arrays(prompts)
-        parsed = _parse(responses)
-        first, repeats = _class_counts(parsed, topics)
+        parsed = text.parse(responses)
+        first, repeats = text.class_counts(parsed, topics)
         values = np.asarray(cfg.class_values, dtype=float)
         if annotator is not None:
             values = values * np.asarray(annotator.class_weights, dtype=float)
@@ -442,7 +256,7 @@ class World:
 
     def styles(self, responses: Sequence[str]) -> np.ndarray:
         """Style index of each response (``lexicon.NO_STYLE`` for no opener or an empty body)."""
-        return _parse(responses).style
+        return text.parse(responses).style
 
     def _logit(self, a: _Scored, b: _Scored) -> np.ndarray:
         return a.utility - b.utility + self.config.cyclic_strength * CYCLE[a.style, b.style]
@@ -456,8 +270,8 @@ class World:
     def preference_matrix(self, prompt: str, responses: Sequence[str],
                           others: Sequence[str] | None = None) -> np.ndarray:
         """``M[i, j] = P*(responses[i] > others[j] | prompt)`` (``others`` defaults to responses)."""
-        responses = _as_strings(responses, "responses")
-        others = responses if others is None else _as_strings(others, "others")
+        responses = text.as_strings(responses, "responses")
+        others = responses if others is None else text.as_strings(others, "others")
         a = self._score([prompt] * len(responses), responses)
         b = self._score([prompt] * len(others), others)
         logit = (a.utility[:, None] - b.utility[None, :]
@@ -589,7 +403,13 @@ class World:
         For a fixed body length the mean value is maximised by the best distinct words, so the
         search is over lengths only; it is exact for this utility.
         """
-        topic, preferred = self.prompt_info(prompt)
+        key = (prompt, style)
+        if key not in self._ideal_cache:
+            self._ideal_cache[key] = self._ideal_response(prompt, style)
+        return self._ideal_cache[key]
+
+    def _ideal_response(self, prompt: str, style: str | None) -> str:
+        topic, _ = self.prompt_info(prompt)
         if topic < 0:
             raise ValueError(f"ideal_response needs a prompt about a topic; got {prompt!r}")
         if style is None:
@@ -600,7 +420,7 @@ class World:
         ranked = sorted(
             list(lx.TOPICS[topic].words) + list(lx.QUALITY_WORDS) + list(lx.FILLER_WORDS),
             key=lambda w: -values[lx.ON_TOPIC if w in lx.TOPICS[topic].words
-                                  else _BODY_CLASS[_WORD_ID[w]]],
+                                  else text.BODY_CLASS[text.WORD_ID[w]]],
         )
         bodies = [" ".join(ranked[:n]) for n in range(1, len(ranked) + 1)]
         best = bodies[int(np.argmax(self.utility([prompt] * len(bodies), bodies)))]
@@ -610,7 +430,7 @@ class World:
 
     def vocabulary(self) -> list[str]:
         """Every word a prompt or base response can contain (to fit a word-level tokenizer)."""
-        return list(_WORDS)
+        return list(text.WORDS)
 
     def describe(self) -> str:
         cfg = self.config
@@ -628,7 +448,7 @@ class World:
             f"({', '.join(t.name for t in lx.TOPICS)}); {len(self._splits['train'])} train / "
             f"{len(self._splits['eval'])} eval prompts, disjoint",
             f"  responses: [opener] body; opener styles {', '.join(lx.STYLES)}; "
-            f"vocabulary {len(_WORDS)} words",
+            f"vocabulary {len(text.WORDS)} words",
             "  true preference: P*(a>b|x) = sigmoid(u(x,a) - u(x,b) + c*S[style(a),style(b)]), "
             f"c = {cfg.cyclic_strength:g} (S: formal > casual > playful > formal)",
             f"  utility: {cfg.content_scale:g} * mean word value ({values}; repeats "
@@ -647,8 +467,8 @@ class World:
         return "\n".join(lines)
 
     def _check_pair_lengths(self, prompts: Sequence[str], responses: Sequence[str]) -> tuple[list[str], list[str]]:
-        prompts = _as_strings(prompts, "prompts")
-        responses = _as_strings(responses, "responses")
+        prompts = text.as_strings(prompts, "prompts")
+        responses = text.as_strings(responses, "responses")
         if len(prompts) != len(responses):
             raise ValueError(
                 f"prompts and responses must have equal length, got {len(prompts)} and {len(responses)}"
