@@ -140,7 +140,7 @@ def pairwise_step(
         else:
             rc = rr = None
         kwargs = dict(loss.kwargs)
-        if loss.spec.needs_lengths or loss.nll_weight:
+        if loss.spec.needs_lengths:
             kwargs.update(chosen_lengths=lc, rejected_lengths=lr)
         labels = examples.labels[micro].to(ctx.device)
         per_example = _symmetrised(loss.spec.fn, labels, c, r, rc, rr, kwargs)

@@ -1,0 +1,181 @@
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from prefkit.config import to_dict
+from prefkit.engine import TrainData, train
+from prefkit.engine import loop as loop_module
+from prefkit.engine.loop import batch_indices, frozen_copy
+from prefkit.errors import InputError, NonFiniteLossError
+from prefkit.policy import Policy
+
+from .conftest import make_lists, make_pairs, tiny_config
+
+
+def _policy(cfg, data):
+    return Policy.tiny(data.texts(), cfg.tiny, seed=cfg.seed)
+
+
+def test_gradient_accumulation_equals_the_large_batch(tmp_path):
+    data = TrainData(pairs=make_pairs(16))
+    results = []
+    for accum in (1, 4):
+        cfg = tiny_config(tmp_path / f"a{accum}", "dpo", f"train.grad_accum={accum}", "train.steps=2",
+                          "train.batch_size=8", "train.max_grad_norm=null")
+        policy = _policy(cfg, data)
+        reference = frozen_copy(policy)
+        train(cfg, data=data, policy=policy, reference=reference, progress=False)
+        results.append({k: v.detach().clone() for k, v in policy.model.state_dict().items()})
+    for key in results[0]:
+        torch.testing.assert_close(results[0][key], results[1][key], rtol=1e-4, atol=1e-6)
+
+
+def test_batch_order_is_a_pure_function_of_seed_and_step():
+    first = [batch_indices(10, 4, s, seed=3, shuffle=True) for s in range(5)]
+    again = [batch_indices(10, 4, s, seed=3, shuffle=True) for s in range(5)]
+    assert first == again
+    epoch0 = sorted(first[0] + first[1] + first[2][:2])
+    assert epoch0 == list(range(10))  # every example once per epoch
+    assert batch_indices(10, 4, 0, seed=3, shuffle=False) == [0, 1, 2, 3]
+
+
+def test_outputs_and_stable_metric_names(tmp_path):
+    cfg = tiny_config(tmp_path, "dpo")
+    result = train(cfg, data=TrainData(pairs=make_pairs(12)), progress=False)
+    out = tmp_path / "run"
+    summary = json.loads((out / "metrics.json").read_text())
+    for key in ("tokens_per_s", "steps", "wall_s", "final_loss"):
+        assert key in summary
+    assert summary["steps"] == 4 and summary["final_loss"] == pytest.approx(result.history[-1]["loss"])
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    for name in ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
+                 "logps/chosen", "logps/rejected", "kl", "lr", "grad_norm", "tokens"):
+        assert name in rows[0], name
+    assert (out / "config.yaml").exists() and (out / "policy" / "config.json").exists()
+    # the first DPO loss from an identical reference is exactly log 2
+    assert rows[0]["loss"] == pytest.approx(0.693147, abs=1e-5)
+    assert rows[0]["rewards/margins"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_tokens_count_non_padding_rows_of_both_responses(tmp_path):
+    pairs = make_pairs(4)
+    cfg = tiny_config(tmp_path, "dpo", "train.steps=1", "train.shuffle=false")
+    policy = _policy(cfg, TrainData(pairs=pairs))
+    expected = sum(
+        len(policy.prompt_ids([p.prompt])[0]) * 2
+        + len(policy.response_ids([p.chosen])[0])
+        + len(policy.response_ids([p.rejected])[0])
+        for p in pairs
+    )
+    result = train(cfg, data=TrainData(pairs=pairs), policy=policy, progress=False)
+    assert result.metrics["tokens"] == expected
+
+
+def test_reference_cache_hits_on_the_same_data_and_misses_on_other_data(tmp_path):
+    data = TrainData(pairs=make_pairs(8))
+    first = train(tiny_config(tmp_path / "1"), data=data, progress=False)
+    second = train(tiny_config(tmp_path / "2"), data=data, progress=False)
+    third = train(tiny_config(tmp_path / "3"), data=TrainData(pairs=make_pairs(8, seed=1)), progress=False)
+    assert (first.metrics["ref_cache_hit"], second.metrics["ref_cache_hit"], third.metrics["ref_cache_hit"]) == (
+        False, True, False)
+    assert first.metrics["final_loss"] == pytest.approx(second.metrics["final_loss"], rel=1e-6)
+
+
+@pytest.mark.parametrize("method", ["ipo", "simpo", "orpo", "hinge", "cdpo", "rpo", "sft"])
+def test_pairwise_methods_and_sft_train_and_reduce_their_loss(tmp_path, method):
+    cfg = tiny_config(tmp_path, method, "train.steps=8", "train.batch_size=8")
+    result = train(cfg, data=TrainData(pairs=make_pairs(8)), progress=False)
+    losses = [h["loss"] for h in result.history]
+    assert all(map(lambda v: v == v, losses))  # finite
+    assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("method", ["lipo_lambda", "dpo_pl", "adpo", "irpo"])
+def test_listwise_methods_train_on_ranked_lists(tmp_path, method):
+    cfg = tiny_config(tmp_path, method, "train.steps=8", "train.batch_size=8")
+    result = train(cfg, data=TrainData(lists=make_lists(8)), progress=False)
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    assert "rewards/accuracies" in result.history[0]
+
+
+def test_soft_label_one_is_the_plain_loss_and_zero_swaps_the_pair(tmp_path):
+    pairs = make_pairs(4)
+    swapped = [dataclasses.replace(p, chosen=p.rejected, rejected=p.chosen) for p in pairs]
+    flipped = [dataclasses.replace(p, label=0.0) for p in pairs]
+    losses = []
+    for records in (swapped, flipped):
+        cfg = tiny_config(tmp_path / str(len(losses)), "dpo", "train.steps=2")
+        losses.append([h["loss"] for h in train(cfg, data=TrainData(pairs=records), progress=False).history])
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+
+
+def test_existing_run_is_not_overwritten_and_resume_needs_a_checkpoint(tmp_path):
+    data = TrainData(pairs=make_pairs(8))
+    cfg = tiny_config(tmp_path)
+    with pytest.raises(InputError, match="no checkpoint"):
+        train(cfg, data=data, resume=True, progress=False)
+    train(cfg, data=data, progress=False)
+    with pytest.raises(InputError, match="already holds a run"):
+        train(cfg, data=data, progress=False)
+    changed = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=0.5, steps=6))
+    with pytest.raises(InputError, match=r"train\.lr"):
+        train(changed, data=data, resume=True, progress=False)
+
+
+def test_resume_continues_exactly(tmp_path):
+    data = TrainData(pairs=make_pairs(12))
+    full = train(tiny_config(tmp_path / "full", "dpo", "train.steps=6"), data=data, progress=False)
+    part_cfg = tiny_config(tmp_path / "part", "dpo", "train.steps=3")
+    train(part_cfg, data=data, progress=False)
+    resumed_cfg = dataclasses.replace(part_cfg, train=dataclasses.replace(part_cfg.train, steps=6))
+    resumed = train(resumed_cfg, data=data, resume=True, progress=False)
+    assert resumed.metrics["final_loss"] == pytest.approx(full.metrics["final_loss"], rel=1e-6, abs=1e-7)
+    full_rows = (tmp_path / "full" / "run" / "metrics.jsonl").read_text().splitlines()
+    resumed_rows = (tmp_path / "part" / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["loss"] for r in full_rows] == pytest.approx(
+        [json.loads(r)["loss"] for r in resumed_rows], rel=1e-6)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    real_step = loop_module.pairwise_step
+    calls = {"n": 0}
+
+    def poisoned(ctx, *args):
+        real_step(ctx, *args)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            ctx.metrics["loss"] = float("nan")
+
+    monkeypatch.setattr(loop_module, "pairwise_step", poisoned)
+    cfg = tiny_config(tmp_path, "dpo", "train.steps=6", "train.save_every=2")
+    with pytest.raises(NonFiniteLossError, match=r"step 3: the loss is nan.*step-00000002"):
+        train(cfg, data=TrainData(pairs=make_pairs(8)), progress=False)
+    assert (tmp_path / "run" / "checkpoints" / "latest").read_text() == "step-00000002"
+
+
+def test_truncation_error_names_file_line_and_field(tmp_path):
+    long = make_pairs(2)
+    long[1] = dataclasses.replace(long[1], chosen=" ".join(["alpha"] * 60))
+    cfg = tiny_config(tmp_path, "dpo", "train.truncation=error")
+    with pytest.raises(InputError, match=r"mem\.jsonl:2 \[chosen\]: \d+ tokens"):
+        train(cfg, data=TrainData(pairs=long), progress=False)
+    cfg = tiny_config(tmp_path / "t", "dpo")
+    result = train(cfg, data=TrainData(pairs=long), progress=False)
+    assert result.metrics["truncated_rows"] == 1
+
+
+def test_unknown_loss_setting_is_rejected_with_the_valid_ones(tmp_path):
+    cfg = tiny_config(tmp_path, "dpo", "loss.params={label_smothing: 0.1}")
+    with pytest.raises(ValueError, match=r"loss\.params\.label_smothing: dpo has no such setting.*label_smoothing"):
+        train(cfg, data=TrainData(pairs=make_pairs(4)), progress=False)
+
+
+def test_saved_config_round_trips(tmp_path):
+    from prefkit.config import RunConfig, load
+
+    cfg = tiny_config(tmp_path)
+    train(cfg, data=TrainData(pairs=make_pairs(4)), progress=False)
+    assert to_dict(load(RunConfig, tmp_path / "run" / "config.yaml")) == to_dict(cfg)
