@@ -196,6 +196,7 @@ class World:
 
     def _prompt_arrays(self, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """``(topics, preferred lengths)`` as arrays; each distinct prompt is read once."""
+        prompts = text.as_strings(prompts, "prompts")
         position = {p: i for i, p in enumerate(dict.fromkeys(prompts))}
         info = np.array([self.prompt_info(p) for p in position], dtype=np.int64).reshape(-1, 2)
         index = np.fromiter(map(position.__getitem__, prompts), dtype=np.int64, count=len(prompts))

@@ -292,6 +292,8 @@ def test_bad_inputs_are_clear_errors():
     world = make_world("transitive")
     with pytest.raises(ValueError, match="equal length"):
         world.true_preference(["explain reefs"], ["a", "b"], ["a", "b"])
+    with pytest.raises(ValueError, match=r"prompts\[0\] must be a string"):
+        world.utility([[{"role": "user", "content": "explain reefs"}]], ["water"])
     with pytest.raises(ValueError, match=r"responses\[0\] must be a string"):
         world.utility(["explain reefs"], [None])
     with pytest.raises(ValueError, match="style"):
