@@ -125,7 +125,7 @@ def _describe(world: Any, args: argparse.Namespace) -> int:
     import numpy as np
 
     from prefkit.sim import lexicon
-    from prefkit.sim.evaluate import best_of_n, evaluate
+    from prefkit.sim.evaluation import best_of_n, evaluate
 
     rng = np.random.default_rng(args.seed)
     examples = []

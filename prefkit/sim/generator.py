@@ -30,7 +30,7 @@ class GeneratorConfig:
     style_probs: tuple[float, float, float] = (0.5, 0.3, 0.2)
     min_length: int = 3
     max_length: int = 11
-    class_probs: tuple[float, float, float, float, float] = (0.35, 0.15, 0.25, 0.10, 0.15)
+    class_probs: tuple[float, float, float, float, float] = (0.30, 0.10, 0.20, 0.15, 0.25)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.opener_prob <= 1.0:

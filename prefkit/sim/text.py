@@ -48,9 +48,10 @@ SUBJECT_TOPIC = {s: t for t, topic in enumerate(lx.TOPICS) for s in topic.subjec
 
 def as_strings(values: Sequence[Any], what: str) -> list[str]:
     out = list(values)
-    for i, v in enumerate(out):
-        if not isinstance(v, str):
-            raise ValueError(f"{what}[{i}] must be a string, got {type(v).__name__}")
+    if not set(map(type, out)) <= {str}:  # C-level fast path; subclasses of str are checked below
+        for i, v in enumerate(out):
+            if not isinstance(v, str):
+                raise ValueError(f"{what}[{i}] must be a string, got {type(v).__name__}")
     return out
 
 
@@ -63,24 +64,46 @@ class Parsed:
     style: np.ndarray
 
 
+_SEPARATOR = "\x01"  # not whitespace for str.split, so it survives as a token between responses
+_SEPARATOR_ID = -1
+
+
+class _Ids(dict):
+    """Word -> id; each distinct unknown word gets its own id ``>= V`` (so it is not a repeat)."""
+
+    def __init__(self) -> None:
+        super().__init__(WORD_ID)
+        self[_SEPARATOR] = _SEPARATOR_ID
+        self.next_id = V
+
+    def __missing__(self, word: str) -> int:
+        self[word] = i = self.next_id
+        self.next_id += 1
+        return i
+
+
 def parse(responses: Sequence[str]) -> Parsed:
     """Split responses on whitespace; the first word is the opener if it is one.
 
-    A response that is only an opener has an empty body and no style.
+    A response that is only an opener has an empty body and no style. Vectorised: the responses
+    are joined with a separator token and split in one call.
     """
-    split = [r.split() for r in as_strings(responses, "responses")]
-    n = len(split)
-    total_lengths = np.fromiter(map(len, split), dtype=np.int64, count=n)
-    unknown: dict[str, int] = {}
-
-    def word_id(w: str) -> int:
-        i = WORD_ID.get(w)
-        if i is None:  # each distinct unknown word gets its own id, so it is not a "repeat"
-            i = unknown.setdefault(w, V + len(unknown))
-        return i
-
-    flat = np.fromiter((word_id(w) for words in split for w in words), dtype=np.int64,
-                       count=int(total_lengths.sum()))
+    responses = as_strings(responses, "responses")
+    n = len(responses)
+    ids_of = _Ids()
+    joined = f" {_SEPARATOR} ".join(responses)
+    if joined.count(_SEPARATOR) == max(n - 1, 0):
+        tokens = joined.split()
+        all_ids = np.fromiter(map(ids_of.__getitem__, tokens), dtype=np.int64, count=len(tokens))
+        is_sep = all_ids == _SEPARATOR_ID
+        total_lengths = np.bincount(np.cumsum(is_sep)[~is_sep], minlength=n).astype(np.int64)
+        flat = all_ids[~is_sep]
+    else:  # some response contains the separator character itself: split one by one
+        split = [r.split() for r in responses]
+        total_lengths = np.fromiter(map(len, split), dtype=np.int64, count=n)
+        ids_of.pop(_SEPARATOR)
+        flat = np.fromiter((ids_of[w] for words in split for w in words), dtype=np.int64,
+                           count=int(total_lengths.sum()))
     starts = np.concatenate([[0], np.cumsum(total_lengths)[:-1]]).astype(np.int64)
     first = np.full(n, V, dtype=np.int64)
     nonempty = total_lengths > 0

@@ -116,12 +116,15 @@ class Annotations:
 
 
 @dataclass(frozen=True)
-class _Scored:
-    """What the preference needs of each response: utility, style and body length."""
+class _Features:
+    """What the utility needs of each (prompt, response): class counts, length, style, prompt."""
 
-    utility: np.ndarray
-    style: np.ndarray
+    first: np.ndarray
+    repeats: np.ndarray
     length: np.ndarray
+    style: np.ndarray
+    topics: np.ndarray
+    preferred: np.ndarray
 
 
 class World:
@@ -192,10 +195,12 @@ class World:
         return info
 
     def _prompt_arrays(self, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        info = [self.prompt_info(p) for p in prompts]
-        topics = np.fromiter((t for t, _ in info), dtype=np.int64, count=len(info))
-        lengths = np.fromiter((n for _, n in info), dtype=np.int64, count=len(info))
-        return topics, lengths
+        """``(topics, preferred lengths)`` as arrays; each distinct prompt is read once."""
+        prompts = text.as_strings(prompts, "prompts")
+        position = {p: i for i, p in enumerate(dict.fromkeys(prompts))}
+        info = np.array([self.prompt_info(p) for p in position], dtype=np.int64).reshape(-1, 2)
+        index = np.fromiter(map(position.__getitem__, prompts), dtype=np.int64, count=len(prompts))
+        return info[index, 0], info[index, 1]
 
     # -- base generator -------------------------------------------------------------------------
 
@@ -224,23 +229,26 @@ class World:
 
     # -- the true preference --------------------------------------------------------------------
 
-    def _score(self, prompts: Sequence[str], responses: Sequence[str],
-               annotator: Annotator | None = None) -> _Scored:
-        cfg = self.config
+    def _features(self, prompts: Sequence[str], responses: Sequence[str]) -> _Features:
         topics, preferred = self._prompt_arrays(prompts)
         parsed = text.parse(responses)
         first, repeats = text.class_counts(parsed, topics)
+        return _Features(first=first, repeats=repeats, length=parsed.length, style=parsed.style,
+                         topics=topics, preferred=preferred)
+
+    def _utility(self, f: _Features, annotator: Annotator | None = None) -> np.ndarray:
+        """``u(x, y)`` from features; an annotator reweighs the word classes."""
+        cfg = self.config
         values = np.asarray(cfg.class_values, dtype=float)
         if annotator is not None:
             values = values * np.asarray(annotator.class_weights, dtype=float)
         repeat_values = np.minimum(values, 0.0) - cfg.repeat_penalty
-        body = np.maximum(parsed.length, 1)
-        content = (first @ values + repeats @ repeat_values) / body
-        off_length = np.minimum(np.abs(parsed.length - preferred), cfg.length_penalty_cap)
-        bonus = np.where(topics >= 0, self.style_bonus_table[np.maximum(topics, 0), parsed.style], 0.0)
+        content = (f.first @ values + f.repeats @ repeat_values) / np.maximum(f.length, 1)
+        off_length = np.minimum(np.abs(f.length - f.preferred), cfg.length_penalty_cap)
+        bonus = np.where(f.topics >= 0, self.style_bonus_table[np.maximum(f.topics, 0), f.style], 0.0)
         utility = cfg.content_scale * content - cfg.length_penalty * off_length + bonus
-        utility[parsed.length == 0] = self._empty_utility(values)
-        return _Scored(utility=utility, style=parsed.style, length=parsed.length)
+        utility[f.length == 0] = self._empty_utility(values)
+        return utility
 
     def _empty_utility(self, values: np.ndarray) -> float:
         """Strictly below the utility of any non-empty response, even after the style cycle."""
@@ -252,31 +260,32 @@ class World:
     def utility(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
         """The transitive part ``u(x, y)`` of the true preference, for any strings."""
         prompts, responses = self._check_pair_lengths(prompts, responses)
-        return self._score(prompts, responses).utility
+        return self._utility(self._features(prompts, responses))
 
     def styles(self, responses: Sequence[str]) -> np.ndarray:
         """Style index of each response (``lexicon.NO_STYLE`` for no opener or an empty body)."""
         return text.parse(responses).style
 
-    def _logit(self, a: _Scored, b: _Scored) -> np.ndarray:
-        return a.utility - b.utility + self.config.cyclic_strength * CYCLE[a.style, b.style]
+    def _logit(self, u_a: np.ndarray, style_a: np.ndarray, u_b: np.ndarray, style_b: np.ndarray) -> np.ndarray:
+        """``u(a) - u(b) + c * S[style(a), style(b)]``, the logit of P* (broadcasts)."""
+        return u_a - u_b + self.config.cyclic_strength * CYCLE[style_a, style_b]
 
     def true_preference(self, prompts: Sequence[str], a: Sequence[str], b: Sequence[str]) -> np.ndarray:
         """``P*(a_i > b_i | x_i)`` for three lists of equal length."""
         prompts, a = self._check_pair_lengths(prompts, a)
         _, b = self._check_pair_lengths(prompts, b)
-        return expit(self._logit(self._score(prompts, a), self._score(prompts, b)))
+        fa, fb = self._features(prompts, a), self._features(prompts, b)
+        return expit(self._logit(self._utility(fa), fa.style, self._utility(fb), fb.style))
 
     def preference_matrix(self, prompt: str, responses: Sequence[str],
                           others: Sequence[str] | None = None) -> np.ndarray:
         """``M[i, j] = P*(responses[i] > others[j] | prompt)`` (``others`` defaults to responses)."""
         responses = text.as_strings(responses, "responses")
         others = responses if others is None else text.as_strings(others, "others")
-        a = self._score([prompt] * len(responses), responses)
-        b = self._score([prompt] * len(others), others)
-        logit = (a.utility[:, None] - b.utility[None, :]
-                 + self.config.cyclic_strength * CYCLE[a.style[:, None], b.style[None, :]])
-        return expit(logit)
+        fa = self._features([prompt] * len(responses), responses)
+        fb = fa if others is responses else self._features([prompt] * len(others), others)
+        u_a, u_b = self._utility(fa), self._utility(fb)
+        return expit(self._logit(u_a[:, None], fa.style[:, None], u_b[None, :], fb.style[None, :]))
 
     # -- annotators -----------------------------------------------------------------------------
 
@@ -288,16 +297,13 @@ class World:
         n = len(prompts)
         weights = np.array([ann.weight for ann in self.pool], dtype=float)
         who = rng.choice(len(self.pool), size=n, p=weights / weights.sum())
+        fa, fb = self._features(prompts, a), self._features(prompts, b)
         prob = np.empty(n)
         for k, ann in enumerate(self.pool):
             mask = who == k
-            if not mask.any():
-                continue
-            idx = np.flatnonzero(mask)
-            sa = self._score([prompts[i] for i in idx], [a[i] for i in idx], ann)
-            sb = self._score([prompts[i] for i in idx], [b[i] for i in idx], ann)
-            logit = ann.sharpness * self._logit(sa, sb) + ann.length_bias * (sa.length - sb.length)
-            prob[idx] = expit(logit)
+            logit = (ann.sharpness * self._logit(self._utility(fa, ann), fa.style, self._utility(fb, ann), fb.style)
+                     + ann.length_bias * (fa.length - fb.length))
+            prob[mask] = expit(logit[mask])
         clean = rng.random(n) < prob
         flip_p = np.array([ann.flip for ann in self.pool])[who]
         flipped = rng.random(n) < flip_p

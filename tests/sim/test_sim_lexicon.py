@@ -33,3 +33,24 @@ def test_parse_reads_opener_body_and_unknown_words():
     assert first[1].tolist() == [1, 0, 0, 0, 0, 1]  # an opener inside the body is "other"
     # Distinct unknown words are not repeats of each other; the second "zzz" is.
     assert first[4, lx.OTHER] == 2 and repeats[4, lx.OTHER] == 1
+
+
+def test_parse_is_the_same_one_by_one_and_with_the_separator_character_inside():
+    responses = ["certainly water salt", "", "zzz \x01 the", "ugh\x01 ugh", "sure"]
+    together = text.parse(responses)
+    for i, r in enumerate(responses):
+        alone = text.parse([r])
+        assert together.length[i] == alone.length[0] and together.style[i] == alone.style[0]
+    assert together.length.tolist() == [2, 0, 3, 2, 0]
+    # without the separator inside any response the fast path must agree too
+    clean = [r.replace("\x01", "q") for r in responses]
+    assert text.parse(clean).length.tolist() == [2, 0, 3, 2, 0]
+
+
+def test_importing_sim_does_not_import_torch_engine_or_policy():
+    import subprocess
+    import sys
+
+    code = ("import sys, prefkit.sim; bad = [m for m in ('torch', 'prefkit.engine', 'prefkit.policy') "
+            "if m in sys.modules]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -177,9 +177,9 @@ def test_base_logprob_is_an_exact_normalised_distribution():
     everything = [f"{o} {b}".strip() for o in openers for b in bodies]
     lp = world.base_logprob([prompt] * len(everything), everything)
     assert np.exp(lp).sum() == pytest.approx(1.0, abs=1e-9)
-    # a single on-topic word without opener: (1 - 0.3) * 1/2 * 0.35/8
+    # a single on-topic word without opener: (1 - 0.3) * 1/2 * 0.30/8
     one = world.base_logprob([prompt], [topic.words[0]])[0]
-    assert one == pytest.approx(math.log(0.7 * 0.5 * 0.35 / 8))
+    assert one == pytest.approx(math.log(0.7 * 0.5 * 0.30 / 8))
     # words it never writes, lengths outside its range
     assert world.base_logprob([prompt] * 3, ["zzz", "storms", "the the the"]).tolist() == [-np.inf] * 3
     sampled = world.base_responses([prompt], 50, np.random.default_rng(0))[0]
@@ -292,6 +292,8 @@ def test_bad_inputs_are_clear_errors():
     world = make_world("transitive")
     with pytest.raises(ValueError, match="equal length"):
         world.true_preference(["explain reefs"], ["a", "b"], ["a", "b"])
+    with pytest.raises(ValueError, match=r"prompts\[0\] must be a string"):
+        world.utility([[{"role": "user", "content": "explain reefs"}]], ["water"])
     with pytest.raises(ValueError, match=r"responses\[0\] must be a string"):
         world.utility(["explain reefs"], [None])
     with pytest.raises(ValueError, match="style"):

@@ -5,7 +5,7 @@ import pytest
 
 from prefkit.sim import GeneratorConfig, make_world
 from prefkit.sim import lexicon as lx
-from prefkit.sim.evaluate import (
+from prefkit.sim.evaluation import (
     best_of_n,
     candidate_pool,
     evaluate,
