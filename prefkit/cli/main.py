@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -44,7 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, InputError, NonFiniteLossError) as err:
+    except (ConfigError, InputError, NonFiniteLossError, ValueError) as err:
+        if os.environ.get("PREFKIT_DEBUG"):
+            raise
         if getattr(args, "json", False):
             print(json.dumps({"error": str(err)}))
         print(f"prefkit {args.command}: error: {err}", file=sys.stderr)
