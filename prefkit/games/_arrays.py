@@ -41,8 +41,14 @@ def unregularized_gap(P_pi: np.ndarray) -> np.ndarray:
 
 
 def sample_categorical(rng: np.random.Generator, probs: np.ndarray, k: int) -> np.ndarray:
-    """``k`` draws from each row of ``probs[G, N]`` by inverting the CDF; returns ``[G, k]`` ints."""
+    """``k`` draws from each row of ``probs[G, N]`` by inverting the CDF; returns ``[G, k]`` ints.
+
+    The rows' CDFs are shifted by the row index (row g lives in [g, g + 1]) so that one
+    ``searchsorted`` over the flattened, increasing array serves the whole batch.
+    """
+    g, n = probs.shape
     cdf = np.cumsum(probs, axis=-1)
-    u = rng.random((probs.shape[0], k)) * cdf[:, -1:]
-    idx = (u[:, :, None] >= cdf[:, None, :]).sum(axis=-1)
-    return np.minimum(idx, probs.shape[-1] - 1)
+    rows = np.arange(g)[:, None]
+    u = rng.random((g, k)) * cdf[:, -1:] + rows
+    flat = np.searchsorted((cdf + rows).ravel(), u.ravel(), side="right").reshape(g, k)
+    return np.minimum(flat - rows * n, n - 1)

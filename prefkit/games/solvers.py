@@ -137,8 +137,9 @@ class _Iteration:
         return np.exp(normalize_log((1.0 - eta * self.beta) * log_pi + (eta * self.beta) * self.log_ref))
 
     # ---- sampled helpers
-    def uniform(self) -> np.ndarray:
-        return self.rng.integers(0, self.N, size=(self.G, self.samples))
+    def uniform_pair(self) -> tuple[np.ndarray, np.ndarray]:
+        both = self.rng.integers(0, self.N, size=(self.G, 2 * self.samples))
+        return both[:, : self.samples], both[:, self.samples :]
 
     def draw(self, probs: np.ndarray) -> np.ndarray:
         return sample_categorical(self.rng, probs, self.samples)
@@ -156,9 +157,10 @@ class _Iteration:
         ``-(eta N / 2K) sum [beta (h_y - h_y') - target] (e_y - e_y')``.
         """
         h = log_pi - self.log_ref
-        residual = self.beta * (np.take_along_axis(h, y, 1) - np.take_along_axis(h, y2, 1)) - target
+        residual = self.beta * (h[self.rows, y] - h[self.rows, y2]) - target
         coef = -(eta * self.N / (2.0 * self.samples)) * residual
-        return log_pi + self.scatter(y, coef) - self.scatter(y2, coef)
+        both = np.concatenate([y, y2], axis=1)
+        return log_pi + self.scatter(both, np.concatenate([coef, -coef], axis=1))
 
     def pair_target(self, y: np.ndarray, y2: np.ndarray, opponent: np.ndarray) -> np.ndarray:
         return self.P[self.rows, y, opponent] - self.P[self.rows, y2, opponent]
@@ -189,16 +191,16 @@ class _Iteration:
 
     # ---- sampled updates
     def omd_sampled(self, log_pi, pi, P_pi, eta, mix_eta):
-        y, y2, opp = self.uniform(), self.uniform(), self.draw(pi)
+        (y, y2), opp = self.uniform_pair(), self.draw(pi)
         return self.regression_step(log_pi, y, y2, self.pair_target(y, y2, opp), eta)
 
     def nash_md_sampled(self, log_pi, pi, P_pi, eta, mix_eta):
-        y, y2, opp = self.uniform(), self.uniform(), self.draw(self.mixture(log_pi, mix_eta))
+        (y, y2), opp = self.uniform_pair(), self.draw(self.mixture(log_pi, mix_eta))
         return self.regression_step(log_pi, y, y2, self.pair_target(y, y2, opp), eta)
 
     def egpo_sampled(self, log_pi, pi, P_pi, eta, mix_eta):
         half = np.exp(normalize_log(self.omd_sampled(log_pi, pi, P_pi, eta, mix_eta)))
-        y, y2, opp = self.uniform(), self.uniform(), self.draw(half)
+        (y, y2), opp = self.uniform_pair(), self.draw(half)
         return self.regression_step(log_pi, y, y2, self.pair_target(y, y2, opp), eta)
 
     def online_ipo2_sampled(self, log_pi, pi, P_pi, eta, mix_eta):
@@ -207,7 +209,7 @@ class _Iteration:
 
     def nash_md_pg_sampled(self, log_pi, pi, P_pi, eta, mix_eta):
         y, opp = self.draw(pi), self.draw(self.mixture(log_pi, mix_eta))
-        h_y = np.take_along_axis(log_pi - self.log_ref, y, 1)
+        h_y = (log_pi - self.log_ref)[self.rows, y]
         advantage = self.P[self.rows, y, opp] - self.beta * h_y
         scale = eta * self.N * self.beta / (4.0 * self.samples)
         return log_pi + scale * (self.scatter(y, advantage) - advantage.sum(axis=1, keepdims=True) * pi)
