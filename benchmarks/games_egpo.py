@@ -80,7 +80,7 @@ def run_setting(beta: float, iters: int, lr: float, samples: int | None, seed: i
         iters_to = describe(hit, ".0f") if hit.size else "-"
         lines.append(
             f"| {name} | {hit.size}/{GAMES} | {iters_to} | {describe(final, '.2e')} | "
-            f"{result.seconds:.1f} / {cpu:.1f} |"
+            f"{result.seconds:.2f} / {cpu:.2f} |"
         )
     return lines
 
