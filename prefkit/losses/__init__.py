@@ -1,0 +1,103 @@
+"""Pure preference losses: tensors in, unreduced per-example tensor out; one registry.
+
+``LOSSES`` maps each name to a :class:`LossSpec` (the function and what it needs). Pairwise
+losses take ``chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps`` positionally
+(sequence log-prob sums ``[B]``) and ``beta`` by keyword; listwise losses take ``[B, K]``
+tensors and ``mask``. See ``docs/methods.md`` for the paper, equation and config of each.
+
+Input checks: shapes and hyper-parameters are always checked; value checks (non-finite
+entries, empty rows, target sums) follow :func:`set_validation` (default ``"auto"``: on for CPU
+tensors, off on accelerators to avoid device syncs).
+"""
+
+from __future__ import annotations
+
+from prefkit.losses._checks import get_validation, set_validation, validation
+from prefkit.losses._spec import LossSpec
+from prefkit.losses.combine import combine, combined_spec
+from prefkit.losses.listwise import (
+    adpo,
+    adpo_pairwise_target,
+    adpo_targets_from_rewards,
+    dpo_pl,
+    irpo,
+    lipo_lambda,
+)
+from prefkit.losses.online import (
+    dno,
+    gpo,
+    grao,
+    grao_advantages,
+    nash_md_pg,
+    online_ipo,
+    p3o,
+    sppo,
+    superhf,
+)
+from prefkit.losses.pairwise import (
+    aot,
+    aot_unpaired,
+    apo_down,
+    apo_zero,
+    bco_pair,
+    discopop,
+    dpo,
+    dpo_norm,
+    exo_pair,
+    hinge,
+    ipo,
+    ipo_norm,
+    nca_pair,
+    orpo,
+    robust,
+    simpo,
+    sppo_hard,
+)
+from prefkit.losses.registry import LOSSES
+from prefkit.losses.reward import bradley_terry, gpm, gpm_score, preference_strength
+
+__all__ = [
+    "LOSSES",
+    "LossSpec",
+    "adpo",
+    "adpo_pairwise_target",
+    "adpo_targets_from_rewards",
+    "aot",
+    "aot_unpaired",
+    "apo_down",
+    "apo_zero",
+    "bco_pair",
+    "bradley_terry",
+    "combine",
+    "combined_spec",
+    "discopop",
+    "dno",
+    "dpo",
+    "dpo_norm",
+    "dpo_pl",
+    "exo_pair",
+    "get_validation",
+    "gpm",
+    "gpm_score",
+    "gpo",
+    "grao",
+    "grao_advantages",
+    "hinge",
+    "ipo",
+    "ipo_norm",
+    "irpo",
+    "lipo_lambda",
+    "nash_md_pg",
+    "nca_pair",
+    "online_ipo",
+    "orpo",
+    "p3o",
+    "preference_strength",
+    "robust",
+    "set_validation",
+    "simpo",
+    "sppo",
+    "sppo_hard",
+    "superhf",
+    "validation",
+]

@@ -1,0 +1,208 @@
+"""The one name -> :class:`LossSpec` registry. The engine, config validation, CLI choices and
+``docs/methods.md`` all read it; nothing else lists loss names."""
+
+from __future__ import annotations
+
+from prefkit.losses._spec import LossSpec
+from prefkit.losses.listwise import adpo, adpo_targets_from_rewards, dpo_pl, irpo, lipo_lambda
+from prefkit.losses.online import dno, gpo, grao, nash_md_pg, online_ipo, p3o, sppo, superhf
+from prefkit.losses.pairwise import (
+    aot,
+    aot_unpaired,
+    apo_down,
+    apo_zero,
+    bco_pair,
+    discopop,
+    dpo,
+    dpo_norm,
+    exo_pair,
+    hinge,
+    ipo,
+    ipo_norm,
+    nca_pair,
+    orpo,
+    robust,
+    simpo,
+    sppo_hard,
+)
+from prefkit.losses.reward import bradley_terry, gpm
+
+LOSSES: dict[str, LossSpec] = {
+    # ------------------------------------------------------------------ pairwise (offline)
+    "dpo": LossSpec(
+        "dpo",
+        dpo,
+        "pairwise",
+        "Rafailov et al. 2023, arXiv 2305.18290, eq. 7 (cDPO: Mitchell 2023, eq. 3)",
+    ),
+    "dpo_norm": LossSpec(
+        "dpo_norm",
+        dpo_norm,
+        "pairwise",
+        "Geng et al. 2025 (Delta learning), arXiv 2507.06187; Tülu 3, arXiv 2411.15124",
+        needs_lengths=True,
+    ),
+    "robust": LossSpec(
+        "robust", robust, "pairwise", "Chowdhury et al. 2024 (rDPO), arXiv 2403.00409"
+    ),
+    "ipo": LossSpec("ipo", ipo, "pairwise", "Azar et al. 2023, arXiv 2310.12036, eq. 17"),
+    "ipo_norm": LossSpec(
+        "ipo_norm",
+        ipo_norm,
+        "pairwise",
+        "Azar et al. 2023, arXiv 2310.12036, eq. 17 (TRL's per-token form)",
+        needs_lengths=True,
+    ),
+    "hinge": LossSpec("hinge", hinge, "pairwise", "Zhao et al. 2023 (SLiC-HF), arXiv 2305.10425"),
+    "exo_pair": LossSpec(
+        "exo_pair", exo_pair, "pairwise", "Ji et al. 2024 (EXO), arXiv 2402.00856, eq. 16"
+    ),
+    "nca_pair": LossSpec(
+        "nca_pair", nca_pair, "pairwise", "Chen et al. 2024 (NCA), arXiv 2402.05369"
+    ),
+    "bco_pair": LossSpec(
+        "bco_pair", bco_pair, "pairwise", "Jung et al. 2024 (BCO), arXiv 2404.04656"
+    ),
+    "sppo_hard": LossSpec(
+        "sppo_hard",
+        sppo_hard,
+        "pairwise",
+        "Wu et al. 2024 (SPPO), arXiv 2405.00675, eq. 4.7 (hard labels)",
+    ),
+    "aot": LossSpec("aot", aot, "pairwise", "Melnyk et al. 2024 (AOT), arXiv 2406.05882 (paired)"),
+    "aot_unpaired": LossSpec(
+        "aot_unpaired",
+        aot_unpaired,
+        "pairwise",
+        "Melnyk et al. 2024 (AOT), arXiv 2406.05882 (unpaired)",
+    ),
+    "apo_zero": LossSpec(
+        "apo_zero", apo_zero, "pairwise", "D'Oosterlinck et al. 2024 (APO), arXiv 2408.06266, eq. 7"
+    ),
+    "apo_down": LossSpec(
+        "apo_down", apo_down, "pairwise", "D'Oosterlinck et al. 2024 (APO), arXiv 2408.06266, eq. 8"
+    ),
+    "discopop": LossSpec(
+        "discopop", discopop, "pairwise", "Lu et al. 2024 (DiscoPOP), arXiv 2406.08414, eq. 5"
+    ),
+    "simpo": LossSpec(
+        "simpo",
+        simpo,
+        "pairwise",
+        "Meng, Xia & Chen 2024 (SimPO), arXiv 2405.14734, eq. 6",
+        needs_reference=False,
+        needs_lengths=True,
+    ),
+    "orpo": LossSpec(
+        "orpo",
+        orpo,
+        "pairwise",
+        "Hong, Lee & Thorne 2024 (ORPO), arXiv 2403.07691, §3",
+        needs_reference=False,
+        needs_lengths=True,
+    ),
+    # ------------------------------------------------------------------ listwise (offline)
+    "lipo_lambda": LossSpec(
+        "lipo_lambda", lipo_lambda, "listwise", "Liu et al. 2024 (LiPO), arXiv 2402.01878, LiPO-λ"
+    ),
+    "dpo_pl": LossSpec(
+        "dpo_pl",
+        dpo_pl,
+        "listwise",
+        "Rafailov et al. 2023, arXiv 2305.18290, App. A.3 (Plackett-Luce)",
+    ),
+    "adpo": LossSpec(
+        "adpo",
+        adpo,
+        "listwise",
+        "Wang 2025 (ADPO), arXiv 2510.18913, anchored listwise objective",
+        strength_arg="tau",
+        targets_from_scores=adpo_targets_from_rewards,
+    ),
+    "irpo": LossSpec(
+        "irpo", irpo, "listwise", "Wu, Surana et al. 2025 (IRPO), arXiv 2504.15477 (official code)"
+    ),
+    # ------------------------------------------------------------------ preference models
+    "bradley_terry": LossSpec(
+        "bradley_terry",
+        bradley_terry,
+        "reward",
+        "Ouyang et al. 2022, arXiv 2203.02155, eq. 1; Wang et al. 2024 (Secrets II), arXiv 2401.06080",
+        needs_reference=False,
+        strength_arg=None,
+    ),
+    "gpm": LossSpec(
+        "gpm",
+        gpm,
+        "reward",
+        "Zhang et al. 2024 (GPM), arXiv 2410.02197, GPM loss",
+        needs_reference=False,
+        strength_arg="tau",
+    ),
+    # ------------------------------------------------------------------ online
+    "online_ipo": LossSpec(
+        "online_ipo",
+        online_ipo,
+        "online",
+        "Zhou, Fazel & Du 2025 (EGPO), arXiv 2503.08942, online-IPO loss",
+        online=True,
+        needs_oracle=True,
+    ),
+    "nash_md_pg": LossSpec(
+        "nash_md_pg",
+        nash_md_pg,
+        "online",
+        "Munos et al. 2023 (Nash-MD), arXiv 2312.00886, App. F eq. 13",
+        online=True,
+        needs_oracle=True,
+    ),
+    "p3o": LossSpec(
+        "p3o",
+        p3o,
+        "online",
+        "Wu et al. 2023 (P3O), arXiv 2310.00212, §4.2",
+        online=True,
+        needs_oracle=True,
+    ),
+    "dno": LossSpec(
+        "dno",
+        dno,
+        "online",
+        "Rosset et al. 2024 (DNO), arXiv 2404.03715, Algorithm 1",
+        online=True,
+        needs_oracle=True,
+    ),
+    "sppo": LossSpec(
+        "sppo",
+        sppo,
+        "online",
+        "Wu et al. 2024 (SPPO), arXiv 2405.00675, eq. 4.7",
+        online=True,
+        needs_oracle=True,
+    ),
+    "gpo": LossSpec(
+        "gpo",
+        gpo,
+        "online",
+        "Zhang et al. 2024 (GPM/GPO), arXiv 2410.02197, GPO",
+        online=True,
+        needs_oracle=True,
+    ),
+    "grao": LossSpec(
+        "grao",
+        grao,
+        "online",
+        "Wang et al. 2025 (GRAO), arXiv 2508.07750, J_GRAO",
+        needs_reference=False,
+        online=True,
+        needs_oracle=True,
+    ),
+    "superhf": LossSpec(
+        "superhf",
+        superhf,
+        "online",
+        "Mukobi et al. 2023 (SuperHF), arXiv 2310.16763",
+        online=True,
+        needs_oracle=True,
+    ),
+}
