@@ -47,7 +47,7 @@ def evaluate_on_world(
     The KL estimate needs samples at temperature 1 (the policy's own distribution); at another
     temperature it is left out.
     """
-    from prefkit.sim.evaluate import evaluate
+    from prefkit.sim.evaluation import evaluate
 
     prompts = world.prompts("eval", cfg.prompts)
     samples = sample_texts(policy, prompts, cfg, seed)

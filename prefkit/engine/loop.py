@@ -177,6 +177,118 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+StepFn = Callable[[int, torch.optim.Optimizer], tuple[dict[str, float], int]]
+"""``step_fn(step, optimizer) -> (metrics, tokens)``: one optimizer step's forward and backward
+passes (gradients accumulated on the model); ``metrics["loss"]`` is required. The loop then
+clips, steps the optimizer and logs. An extragradient method may take inner optimizer steps
+itself, as long as it leaves the model at the point whose gradient the loop should apply."""
+
+
+def check_out_dir(out: Path, resume: bool) -> Path | None:
+    """The checkpoint to resume from (``None`` for a fresh run); refuses to overwrite a run."""
+    ckpt_root = out / CHECKPOINTS
+    latest = ckpt.latest_checkpoint(ckpt_root)
+    if resume and latest is None:
+        raise InputError(f"--resume: no checkpoint under {ckpt_root}", field="out")
+    if not resume and latest is not None:
+        raise InputError(
+            f"{out} already holds a run; pass --resume to continue it or choose another --out",
+            field="out",
+        )
+    return latest
+
+
+@dataclass
+class LoopResult:
+    state: ckpt.TrainState
+    history: list[dict[str, Any]]
+    last_metrics: dict[str, Any]
+
+
+def optimize(
+    cfg: RunConfig,
+    *,
+    model: torch.nn.Module,
+    step_fn: StepFn,
+    label: str,
+    resume_from: Path | None = None,
+    progress: bool | None = None,
+    evaluate: Callable[[int], dict[str, Any]] | None = None,
+    extra_state: Callable[[], dict[str, Any]] | None = None,
+    restore_extra: Callable[[dict[str, Any]], None] | None = None,
+) -> LoopResult:
+    """The optimisation loop shared by every step shape.
+
+    Owns the learning-rate schedule, clipping, the optimizer step, the non-finite check,
+    metrics (``metrics.jsonl``, TensorBoard), periodic evaluation, atomic checkpoints and exact
+    resume. ``extra_state``/``restore_extra`` let a step shape checkpoint small JSON state of
+    its own (for example an online method's query counter).
+    """
+    out = Path(cfg.out)
+    ckpt_root = out / CHECKPOINTS
+    optimizer = build_optimizer(model.named_parameters(), cfg.train)
+    state = ckpt.TrainState()
+    config_dict = to_dict(cfg)
+    if resume_from is not None:
+        state, saved_config = ckpt.load_checkpoint(resume_from, model=model, optimizer=optimizer)
+        _check_resume(saved_config, cfg)
+        if restore_extra is not None and state.extra:
+            restore_extra(state.extra)
+    out.mkdir(parents=True, exist_ok=True)
+    save_yaml(cfg, out / "config.yaml")
+    logger = MetricsLogger(out, resume_step=state.step if resume_from is not None else None)
+    history: list[dict[str, Any]] = []
+    last_metrics: dict[str, Any] = {}
+    loop_start = time.perf_counter()
+    wall_before = state.wall_s
+    bar = progress_bar(cfg.train.steps, label, enabled=progress)
+    try:
+        with bar:
+            task = bar.add_task(label, total=cfg.train.steps, completed=state.step, status="")
+            while state.step < cfg.train.steps:
+                step = state.step
+                lr = set_lr(optimizer, step, cfg.train)
+                metrics, tokens = step_fn(step, optimizer)
+                step_loss = metrics.get("loss", float("nan"))
+                if not math.isfinite(step_loss):
+                    optimizer.zero_grad(set_to_none=True)
+                    kept = ckpt.latest_checkpoint(ckpt_root)
+                    raise NonFiniteLossError(
+                        f"step {step + 1}: the loss is {step_loss}; stopped. "
+                        + (f"The last good checkpoint is kept at {kept}." if kept else "No checkpoint was written yet.")
+                    )
+                grad_norm = None
+                if cfg.train.max_grad_norm is not None:
+                    grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.max_grad_norm))
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                state.step += 1
+                state.tokens += tokens
+                state.wall_s = wall_before + (time.perf_counter() - loop_start)
+                metrics = {**metrics, "lr": lr, "tokens": state.tokens}
+                if grad_norm is not None:
+                    metrics["grad_norm"] = grad_norm
+                last_metrics = metrics
+                bar.update(task, completed=state.step, status=f"loss {step_loss:.4f}")
+                is_last = state.step == cfg.train.steps
+                if state.step % max(1, cfg.train.log_every) == 0 or is_last:
+                    logger.log(state.step, metrics)
+                    history.append({"step": state.step, **metrics})
+                if evaluate is not None and (
+                    is_last or (cfg.train.eval_every and state.step % cfg.train.eval_every == 0)
+                ):
+                    scores = {f"eval/{k}": v for k, v in evaluate(state.step).items()}
+                    logger.log(state.step, scores)
+                    last_metrics.update(scores)
+                if is_last or (cfg.train.save_every and state.step % cfg.train.save_every == 0):
+                    state.extra = extra_state() if extra_state is not None else None
+                    ckpt.save_checkpoint(ckpt_root, model=model, optimizer=optimizer, scheduler=None,
+                                         state=state, config=config_dict)
+    finally:
+        logger.close()
+    return LoopResult(state, history, last_metrics)
+
+
 def train(
     cfg: RunConfig,
     *,
@@ -200,15 +312,7 @@ def train(
         return train_online(cfg, method, data=data, policy=policy, reference=reference, resume=resume,
                             progress=progress, evaluate=evaluate)
     out = Path(cfg.out)
-    ckpt_root = out / CHECKPOINTS
-    latest = ckpt.latest_checkpoint(ckpt_root)
-    if resume and latest is None:
-        raise InputError(f"--resume: no checkpoint under {ckpt_root}", field="out")
-    if not resume and latest is not None:
-        raise InputError(
-            f"{out} already holds a run; pass --resume to continue it or choose another --out",
-            field="out",
-        )
+    latest = check_out_dir(out, resume)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.seed)
@@ -246,90 +350,46 @@ def train(
         t0 = time.perf_counter()
         ref_logps, cache_hit = reference_logps(examples, reference, cfg.train)
         ref_s = time.perf_counter() - t0
-
     if evaluate is not None and reference is None:
         reference = frozen_copy(policy)
-
-    optimizer = build_optimizer(policy.model.named_parameters(), cfg.train)
-    state = ckpt.TrainState()
-    config_dict = to_dict(cfg)
-    if resume:
-        state, saved_config = ckpt.load_checkpoint(latest, model=policy.model, optimizer=optimizer)
-        _check_resume(saved_config, cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    save_yaml(cfg, out / "config.yaml")
-    logger = MetricsLogger(out, resume_step=state.step if resume else None)
     setup_s = time.perf_counter() - setup_start
 
     autocast = _autocast_factory(cfg.train.precision, device)
-    history: list[dict[str, Any]] = []
-    last_metrics: dict[str, Any] = {}
-    loop_start = time.perf_counter()
-    wall_before = state.wall_s
-    bar = progress_bar(cfg.train.steps, method.name, enabled=progress)
-    with bar:
-        task = bar.add_task(method.name, total=cfg.train.steps, completed=state.step, status="")
-        while state.step < cfg.train.steps:
-            step = state.step
-            lr = set_lr(optimizer, step, cfg.train)
-            ctx = StepContext(policy, cfg.train, autocast, device)
-            index = batch_indices(len(examples), cfg.train.batch_size, step, cfg.seed, cfg.train.shuffle)
-            if method.step == "sft":
-                sft_step(ctx, examples, index)
-            elif method.step == "pairwise":
-                pairwise_step(ctx, loss, examples, ref_logps, index)
-            else:
-                listwise_step(ctx, loss, examples, ref_logps, index)
-            step_loss = ctx.metrics.get("loss", float("nan"))
-            if not math.isfinite(step_loss):
-                optimizer.zero_grad(set_to_none=True)
-                logger.close()
-                kept = ckpt.latest_checkpoint(ckpt_root)
-                raise NonFiniteLossError(
-                    f"step {step + 1}: the loss is {step_loss}; stopped. "
-                    + (f"The last good checkpoint is kept at {kept}." if kept else "No checkpoint was written yet.")
-                )
-            grad_norm = None
-            if cfg.train.max_grad_norm is not None:
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(policy.model.parameters(), cfg.train.max_grad_norm))
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            state.step += 1
-            state.tokens += ctx.tokens
-            state.wall_s = wall_before + (time.perf_counter() - loop_start)
-            metrics = {**ctx.metrics, "lr": lr, "tokens": state.tokens}
-            if grad_norm is not None:
-                metrics["grad_norm"] = grad_norm
-            last_metrics = metrics
-            bar.update(task, completed=state.step, status=f"loss {step_loss:.4f}")
-            is_last = state.step == cfg.train.steps
-            if state.step % max(1, cfg.train.log_every) == 0 or is_last:
-                logger.log(state.step, metrics)
-                history.append({"step": state.step, **metrics})
-            if evaluate is not None and (
-                is_last or (cfg.train.eval_every and state.step % cfg.train.eval_every == 0)
-            ):
-                scores = evaluate(policy, reference, state.step)
-                logger.log(state.step, {f"eval/{k}": v for k, v in scores.items()})
-                last_metrics.update({f"eval/{k}": v for k, v in scores.items()})
-            if is_last or (cfg.train.save_every and state.step % cfg.train.save_every == 0):
-                ckpt.save_checkpoint(ckpt_root, model=policy.model, optimizer=optimizer, scheduler=None,
-                                     state=state, config=config_dict)
-    logger.close()
+
+    def step_fn(step: int, optimizer: torch.optim.Optimizer) -> tuple[dict[str, float], int]:
+        ctx = StepContext(policy, cfg.train, autocast, device)
+        index = batch_indices(len(examples), cfg.train.batch_size, step, cfg.seed, cfg.train.shuffle)
+        if method.step == "sft":
+            sft_step(ctx, examples, index)
+        elif method.step == "pairwise":
+            pairwise_step(ctx, loss, examples, ref_logps, index)
+        else:
+            listwise_step(ctx, loss, examples, ref_logps, index)
+        return ctx.metrics, ctx.tokens
+
+    run = optimize(
+        cfg,
+        model=policy.model,
+        step_fn=step_fn,
+        label=method.name,
+        resume_from=latest,
+        progress=progress,
+        evaluate=(lambda step: evaluate(policy, reference, step)) if evaluate is not None else None,
+    )
     policy.save(out / "policy")
     summary = {
         "method": method.name,
-        "steps": state.step,
-        "final_loss": last_metrics.get("loss"),
-        "tokens": state.tokens,
-        "wall_s": state.wall_s,
-        "tokens_per_s": state.tokens / state.wall_s if state.wall_s > 0 else None,
+        "steps": run.state.step,
+        "final_loss": run.last_metrics.get("loss"),
+        "tokens": run.state.tokens,
+        "wall_s": run.state.wall_s,
+        "tokens_per_s": run.state.tokens / run.state.wall_s if run.state.wall_s > 0 else None,
         "setup_s": setup_s,
         "ref_logps_s": ref_s,
         "ref_cache_hit": cache_hit,
         "truncated_rows": examples.truncated,
         "examples": len(examples),
-        **{k: v for k, v in last_metrics.items() if k.startswith("eval/")},
+        **{k: v for k, v in run.last_metrics.items() if k.startswith("eval/")},
     }
     (out / "metrics.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    return TrainResult(policy=policy, metrics=summary, history=history)
+    return TrainResult(policy=policy, metrics=summary, history=run.history)
