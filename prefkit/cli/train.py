@@ -60,10 +60,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result.metrics))
     else:
         m = result.metrics
-        print(
-            f"{m['method']}: {m['steps']} steps, final loss {m['final_loss']:.4f}, "
-            f"{m['tokens_per_s']:.0f} tokens/s, {m['wall_s']:.1f}s -> {cfg.out}"
-        )
+        loss = f"{m['final_loss']:.4f}" if m.get("final_loss") is not None else "none (no training)"
+        speed = f"{m['tokens_per_s']:.0f}" if m.get("tokens_per_s") is not None else "-"
+        print(f"{m['method']}: {m['steps']} steps, final loss {loss}, {speed} tokens/s, {m['wall_s']:.1f}s -> {cfg.out}")
         for key, value in m.items():
             if key.startswith("eval/"):
                 print(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")

@@ -120,21 +120,81 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class OnlineConfig:
-    """The online sample -> judge -> update loop (``prefkit.engine`` online step)."""
+    """The online sample -> judge -> update loop (``prefkit.engine.online``; docs/online.md).
+
+    Fields set to ``None`` take the method's own recipe default (``prefkit train
+    --list-methods``; docs/online.md lists them).
+    """
 
     prompts_per_step: int = 8
-    samples_per_prompt: int = 2
+    """Prompts whose samples make up one optimizer step."""
+    samples_per_prompt: int | None = None
+    """K responses sampled per prompt (``None``: the method's default)."""
     max_new_tokens: int = 16
     temperature: float = 1.0
+    """Sampling temperature of the responses trained on (EGPO's tempered sampling when > 1);
+    log-probs are always the policy's own, at temperature 1."""
     top_p: float = 1.0
     judge: str = "world"
-    """``world`` (the simulated annotator pool), ``world-truth``, or a preference-model directory."""
-    pairing: Literal["best_worst", "random", "all"] = "best_worst"
-    iterations: int = 1
-    """Batched-iterative rounds (1 means per-step online)."""
-    ref_update: Literal["fixed", "previous"] = "fixed"
+    """``world`` (the simulated annotator pool of ``eval.world``), ``world-truth`` (its true
+    preference, an oracle), or a preference-model directory."""
+    reward: Literal["auto", "win_rate"] = "auto"
+    """Scalar reward of the reward-based methods (P3O, SuperHF, GRAO, expert iteration, best-of-n):
+    ``auto`` uses the judge's own scalar reward (a preference model with a 1-dimensional
+    embedding, i.e. a Bradley-Terry reward model) and fails for a judge without one;
+    ``win_rate`` scores each sample by its mean win-rate against the other samples of its
+    prompt (all K(K-1)/2 pairs judged)."""
+    pairing: Literal["best_worst", "random", "all"] | None = None
+    """How K samples become pairs: best vs worst by wins (or reward), random disjoint pairs,
+    or all pairs (``None``: the method's default)."""
+    iterations: int | None = None
+    """Batched-iterative rounds: ``train.steps`` is split into this many rounds, each sampling
+    and judging all its prompts from the policy at the round's start. ``None``: the method's
+    default (for most, every optimizer step is its own round: per-step online)."""
+    epochs: int = 1
+    """Passes over a round's data (batched-iterative mode)."""
+    ref_update: Literal["fixed", "previous"] | None = None
+    """Reference of the loss: the initial (SFT) policy, or the policy at the start of each round
+    (the previous iterate). ``None``: the method's default."""
     mixture_coef: float = 0.125
-    """Geometric-mixture weight on the reference (Nash-MD's beta; 0 is self-play)."""
+    """Nash-MD: weight of the reference in the opponent's token-level geometric mixture
+    (the paper's beta; 0 is self-play, 1 a best response to the reference)."""
+    sample_mixture: float = 0.0
+    """Regression methods (EGPO, online IPO, DPO family): draw the trained-on responses from the
+    geometric mixture with the reference with this weight (EGPO's ``y_yp_mixture_coef``)."""
+    opponents: int = 1
+    """EGPO / online IPO: opponent samples y'' per prompt (from the policy, or for EGPO's second
+    step from the half-step policy)."""
+    keep_top: int = 1
+    """SuperHF / expert iteration: samples kept per prompt (the highest rewards)."""
+    answers: str | None = None
+    """File of reference answers (a pairs file: its ``chosen`` response per prompt) for GRAO's
+    imitation term and DNO's teacher; with a world and no file, the annotator-preferred
+    response of a labelled base pair per prompt."""
+    teacher: bool = False
+    """DNO: add the reference answer to each prompt's candidates (DNO-Prct's gold outputs)."""
+    backend: Literal["hf", "vllm"] = "hf"
+    """Generation backend: Hugging Face with a KV cache (default), or vLLM (extra ``vllm``,
+    GPU machines; no mixture sampling)."""
+    vllm_gpu_memory_utilization: float = 0.3
+
+    def __post_init__(self) -> None:
+        for name in ("prompts_per_step", "max_new_tokens", "epochs", "opponents", "keep_top"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"online.{name} must be positive, got {getattr(self, name)}")
+        if self.samples_per_prompt is not None and self.samples_per_prompt < 1:
+            raise ValueError(f"online.samples_per_prompt must be positive, got {self.samples_per_prompt}")
+        if self.iterations is not None and self.iterations < 1:
+            raise ValueError(f"online.iterations must be positive, got {self.iterations}")
+        if self.temperature <= 0:
+            raise ValueError(f"online.temperature must be positive, got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"online.top_p must be in (0, 1], got {self.top_p}")
+        for name in ("mixture_coef", "sample_mixture"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"online.{name} must be in [0, 1], got {getattr(self, name)}")
+        if not 0.0 < self.vllm_gpu_memory_utilization <= 1.0:
+            raise ValueError("online.vllm_gpu_memory_utilization must be in (0, 1]")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,155 @@
+"""The online methods (sample -> judge -> update) and their recipes.
+
+Each method is a registry ``Method`` whose step is ``"online"``; its ``extra["recipe"]`` holds
+the defaults that define it (samples per prompt, pairing, rounds, reference). A field of
+``OnlineConfig`` left at ``None`` takes the recipe's value; an explicit setting wins. This module
+is light (no torch model code) so that ``prefkit.engine`` can import it to register the methods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any, Literal
+
+from prefkit.config import OnlineConfig
+from prefkit.engine.methods import Method, register_method
+
+Objective = Literal[
+    "pairwise", "dno", "win_rate", "nash_md", "online_ipo", "p3o", "filter", "grao", "best_of_n"
+]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What an online method does, after merging its defaults with ``OnlineConfig``."""
+
+    objective: Objective
+    samples_per_prompt: int
+    pairing: Literal["best_worst", "random", "all"] = "best_worst"
+    iterations: int | None = None
+    """Rounds; ``None`` is per-step online (every optimizer step samples afresh)."""
+    ref_update: Literal["fixed", "previous"] = "fixed"
+    extragradient: bool = False
+    """EGPO: a half step to pi_{t+1/2}, fresh opponents from it, then the step from pi_t."""
+    score: Literal["probability", "logit"] = "probability"
+    """Win-rate targets from probabilities (SPPO) or skew-symmetric log-odds scores (GPO)."""
+    on_policy: bool = False
+    """A policy-gradient estimator: responses must be drawn from the policy at temperature 1."""
+    needs_reward: bool = False
+    """Scores each response with a scalar reward (or its win-rate, ``online.reward=win_rate``)."""
+    needs_answers: bool = False
+    exact_kl: bool = False
+    """SuperHF: the KL prior is the full-vocabulary per-token KL (the official code's)."""
+
+
+def _recipe(objective: Objective, samples: int, **kwargs: Any) -> dict[str, Any]:
+    return {"objective": objective, "samples_per_prompt": samples, **kwargs}
+
+
+def _online(name: str, loss: str | None, summary: str, recipe: dict[str, Any],
+            loss_params: dict[str, Any] | None = None) -> Method:
+    return Method(name, "online", loss, summary, loss_params=loss_params or {}, extra={"recipe": recipe})
+
+
+ONLINE_METHODS: tuple[Method, ...] = (
+    _online("online_dpo", "dpo",
+            "Online DPO: 2 policy samples per prompt, judged, DPO against the SFT reference "
+            "(Guo et al. 2024, OAIF, arXiv 2402.04792)",
+            _recipe("pairwise", 2)),
+    _online("online_dpo_ipo", "ipo",
+            "Online DPO with the IPO loss (Guo et al. 2024, arXiv 2402.04792; Azar et al. 2023)",
+            _recipe("pairwise", 2)),
+    _online("iterative_dpo", "dpo",
+            "Iterative DPO (RLHF Workflow, Dong et al. 2024, arXiv 2405.07863): 3 rounds, best vs "
+            "worst of 4, reference = previous iterate",
+            _recipe("pairwise", 4, pairing="best_worst", iterations=3, ref_update="previous")),
+    _online("nash_md", "nash_md_pg",
+            "Nash-MD-PG (Munos et al. 2023, arXiv 2312.00886, App. F): policy gradient on "
+            "P(y beats y'), y' from the geometric mixture with the reference (coef 0.125)",
+            _recipe("nash_md", 2, on_policy=True)),
+    _online("egpo", "online_ipo",
+            "EGPO (Zhou, Fazel & Du 2025, arXiv 2503.08942): extragradient through the online-IPO "
+            "regression; the half step restores parameters and optimizer state",
+            _recipe("online_ipo", 2, pairing="all", extragradient=True)),
+    _online("online_ipo", "online_ipo",
+            "Online IPO / online mirror descent (Calandriello et al. 2024; EGPO's OMD baseline, "
+            "arXiv 2503.08942): the online-IPO regression against opponents from the policy",
+            _recipe("online_ipo", 2, pairing="all")),
+    _online("dno", "dno",
+            "DNO (Rosset et al. 2024, arXiv 2404.03715, Alg. 1): batched on-policy regression onto "
+            "sigmoid of win-rate gaps, reference = previous iterate, 3 rounds",
+            _recipe("dno", 4, pairing="all", iterations=3, ref_update="previous")),
+    _online("sppo", "sppo",
+            "SPPO (Wu et al. 2024, arXiv 2405.00675): square loss on each sample's win-rate against "
+            "K samples of the previous iterate, 3 rounds",
+            _recipe("win_rate", 4, iterations=3, ref_update="previous")),
+    _online("gpo", "gpo",
+            "GPO (Zhang et al. 2024, arXiv 2410.02197): SPPO's square loss on skew-symmetric "
+            "(GPM) preference scores, 3 rounds",
+            _recipe("win_rate", 4, iterations=3, ref_update="previous", score="logit")),
+    _online("p3o", "p3o",
+            "P3O (Wu et al. 2023, arXiv 2310.00212): pairwise policy gradient on reward "
+            "differences of two samples, V2 (joint) clipping by default",
+            _recipe("p3o", 2, pairing="random", on_policy=True, needs_reward=True)),
+    _online("superhf", "superhf",
+            "SuperHF (Mukobi et al. 2023, arXiv 2310.16763): keep the top-1 of 4 samples by reward, "
+            "NLL plus a KL prior to the initial policy",
+            _recipe("filter", 4, needs_reward=True, exact_kl=True)),
+    _online("grao", "grao",
+            "GRAO (Wang et al. 2025, arXiv 2508.07750): group-normalised advantages of 4 samples "
+            "with imitation of a reference answer",
+            _recipe("grao", 4, on_policy=True, needs_reward=True, needs_answers=True)),
+    _online("expert_iteration", "superhf",
+            "Expert iteration (AlpacaFarm, Dubois et al. 2023, arXiv 2305.14387): SFT on the best of "
+            "4 samples of the initial policy (one round)",
+            _recipe("filter", 4, iterations=1, needs_reward=True),
+            loss_params={"beta": 0.0}),
+    _online("best_of_n", None,
+            "Best-of-n at inference (AlpacaFarm, arXiv 2305.14387): n samples, the best by reward; "
+            "no training",
+            _recipe("best_of_n", 4, needs_reward=True)),
+)
+
+for _method in ONLINE_METHODS:
+    register_method(_method)
+
+
+def resolve_recipe(method: Method, online: OnlineConfig) -> Recipe:
+    """The method's recipe with every ``OnlineConfig`` override applied and checked."""
+    if method.step != "online" or "recipe" not in method.extra:
+        raise ValueError(f"method {method.name!r} is not an online method")
+    recipe = Recipe(**method.extra["recipe"])
+    overrides = {
+        f.name: getattr(online, f.name)
+        for f in fields(online)
+        if f.name in ("samples_per_prompt", "pairing", "iterations", "ref_update")
+        and getattr(online, f.name) is not None
+    }
+    recipe = replace(recipe, **overrides)
+    name = method.name
+    k = recipe.samples_per_prompt
+    needs_two = recipe.objective not in ("nash_md", "filter", "best_of_n", "grao")
+    if needs_two and k < 2:
+        raise ValueError(f"{name} compares samples of the same prompt: online.samples_per_prompt must be >= 2, got {k}")
+    if recipe.objective == "grao" and k < 2:
+        raise ValueError(f"grao normalises rewards over a group: online.samples_per_prompt must be >= 2, got {k}")
+    if recipe.objective == "p3o" and k % 2:
+        raise ValueError(f"p3o compares disjoint pairs of samples: online.samples_per_prompt must be even, got {k}")
+    if recipe.on_policy and online.temperature != 1.0:
+        raise ValueError(
+            f"{name} is an on-policy gradient estimator: online.temperature must be 1 (got {online.temperature})"
+        )
+    if recipe.on_policy and online.sample_mixture:
+        raise ValueError(f"{name} is an on-policy gradient estimator: online.sample_mixture must be 0")
+    if recipe.objective in ("filter", "grao") and recipe.ref_update == "previous":
+        raise ValueError(f"{name} regularises toward the initial policy: online.ref_update must be 'fixed'")
+    if recipe.extragradient and recipe.iterations is not None:
+        raise ValueError("egpo takes its extragradient half step on fresh samples: it runs per-step online "
+                         "(leave online.iterations unset)")
+    if recipe.objective == "nash_md" and recipe.iterations is not None:
+        raise ValueError("nash_md is an on-policy gradient: it runs per-step online (leave online.iterations unset)")
+    if online.teacher and recipe.objective != "dno":
+        raise ValueError(f"online.teacher applies to dno only, not {name}")
+    if online.teacher:
+        recipe = replace(recipe, needs_answers=True)
+    return recipe

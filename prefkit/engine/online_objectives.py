@@ -1,0 +1,450 @@
+"""What each online method builds from a round's samples, and the registry loss it applies.
+
+A *build* turns prompts into training rows: it samples from the policy (or a mixture), asks
+the judge, and stores for each row its sequences (token ids; one prompt, one or two responses)
+and the detached numbers its loss needs (labels, win-rates, reference log-probs, rewards).
+Rows are plain lists, so a round's data can be checkpointed (``--resume`` mid-round).
+A *loss* takes the policy's log-probs of a micro-batch of rows and calls the registry function
+of ``prefkit.losses`` — the only place a formula lives.
+
+Skips are counted, never silent: a prompt whose samples are all identical (no preference
+signal), a best-vs-worst tie, a group whose rewards do not vary.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from prefkit.data.records import Text
+from prefkit.engine.online_judge import OnlineJudge, log_odds, win_rates
+from prefkit.engine.online_methods import Recipe
+from prefkit.engine.online_rollout import Sampler
+from prefkit.engine.steps import ResolvedLoss, _symmetrised
+from prefkit.losses import grao_advantages
+from prefkit.policy import Policy
+
+
+@dataclass
+class Rows:
+    """Training rows of one round: ``responses[r][s]`` is slot ``s`` of row ``r`` (all slots of a
+    row share ``prompt_ids[r]``); ``values[name][r]`` the row's detached numbers; ``group[r]`` the
+    index of the round prompt it came from."""
+
+    slots: int
+    prompt_ids: list[list[int]] = field(default_factory=list)
+    responses: list[list[list[int]]] = field(default_factory=list)
+    values: dict[str, list[float]] = field(default_factory=dict)
+    group: list[int] = field(default_factory=list)
+    prompts: int = 0
+    """Prompts the round sampled (rows may be fewer when prompts were skipped)."""
+    refresh: Callable[[Sampler, int], None] | None = None
+    """EGPO: recompute the targets against opponents of the current (half-step) policy."""
+
+    def add(self, group: int, prompt_ids: list[int], responses: Sequence[list[int]], **values: float) -> None:
+        if len(responses) != self.slots:
+            raise ValueError(f"a row needs {self.slots} responses, got {len(responses)}")
+        self.prompt_ids.append(list(prompt_ids))
+        self.responses.append([list(r) for r in responses])
+        self.group.append(group)
+        for name, value in values.items():
+            self.values.setdefault(name, []).append(float(value))
+
+    def __len__(self) -> int:
+        return len(self.group)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"slots": self.slots, "prompt_ids": self.prompt_ids, "responses": self.responses,
+                "values": self.values, "group": self.group, "prompts": self.prompts}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Rows:
+        return cls(slots=int(data["slots"]), prompt_ids=data["prompt_ids"], responses=data["responses"],
+                   values={k: [float(x) for x in v] for k, v in data["values"].items()},
+                   group=[int(g) for g in data["group"]], prompts=int(data["prompts"]))
+
+
+@dataclass
+class Candidates:
+    """The responses of one prompt that a build compares."""
+
+    prompt: Text
+    prompt_ids: list[int]
+    texts: list[str]
+    ids: list[list[int]]
+    own: list[float]
+    """log pi_t(y|x) under the policy at build time (temperature 1)."""
+    ref: list[float] = field(default_factory=list)
+    """Log-probs under the loss's reference (initial policy or pi_t)."""
+
+    @property
+    def all_identical(self) -> bool:
+        return len(set(self.texts)) <= 1
+
+
+@dataclass
+class BuildContext:
+    """What a build may use: the sampler, the models, the judge and the method's settings."""
+
+    recipe: Recipe
+    sampler: Sampler
+    policy: Policy
+    reference: Policy
+    judge: OnlineJudge
+    loss: ResolvedLoss | None
+    temperature: float
+    mixture_coef: float
+    sample_mixture: float
+    opponents: int
+    keep_top: int
+    answer_of: Callable[[Text], str] | None = None
+    skipped: Counter = field(default_factory=Counter)
+
+    # -- sampling ------------------------------------------------------------------------------
+
+    def draw(self, prompts: Sequence[Text], n: int, seed: int) -> list[Candidates]:
+        """``n`` responses per prompt to train on (tempered / mixed when configured)."""
+        mixture = (self.reference, self.sample_mixture) if self.sample_mixture > 0 else None
+        samples = self.sampler.sample(prompts, n, seed=seed, temperature=self.temperature, mixture=mixture)
+        return [
+            Candidates(prompt, samples.prompt_ids[i], list(samples.texts[i]), [list(x) for x in samples.token_ids[i]],
+                       samples.logps[i].tolist())
+            for i, prompt in enumerate(prompts)
+        ]
+
+    def with_answers(self, candidates: list[Candidates]) -> None:
+        """Append each prompt's reference answer as one more candidate (DNO's teacher, GRAO's y)."""
+        if self.answer_of is None:
+            raise ValueError("this method needs reference answers (online.answers, or a world)")
+        texts = [self.answer_of(c.prompt) for c in candidates]
+        ids = self.policy.response_ids(texts)
+        own = self.policy.logprob_ids([c.prompt_ids for c in candidates], ids)
+        for c, text, y, lp in zip(candidates, texts, ids, own.tolist()):
+            c.texts.append(text), c.ids.append(list(y)), c.own.append(lp)
+
+    def fill_reference(self, candidates: list[Candidates]) -> None:
+        """Reference log-probs of every candidate: pi_t's own (previous iterate) or the initial
+        policy's, scored in one batch on the sampled ids."""
+        if self.recipe.ref_update == "previous":
+            for c in candidates:
+                c.ref = list(c.own)
+            return
+        prompt_ids = [c.prompt_ids for c in candidates for _ in c.ids]
+        response_ids = [y for c in candidates for y in c.ids]
+        scores = self.reference.logprob_ids(prompt_ids, response_ids).tolist() if response_ids else []
+        at = 0
+        for c in candidates:
+            c.ref, at = scores[at:at + len(c.ids)], at + len(c.ids)
+
+    def scores(self, candidates: list[Candidates]) -> list[torch.Tensor]:
+        """A scalar score per candidate: a reward model's, or the win-rate over all pairs."""
+        return self.judge.rewards([c.prompt for c in candidates], [c.texts for c in candidates])
+
+    def matrices(self, candidates: list[Candidates]) -> list[torch.Tensor]:
+        return self.judge.matrices([c.prompt for c in candidates], [c.texts for c in candidates])
+
+    def rank_scores(self, candidates: list[Candidates]) -> list[torch.Tensor]:
+        """Scores to rank by: a scalar reward when the judge is a reward model (K evaluations),
+        else win counts over all pairs (K(K-1)/2 comparisons)."""
+        if self.judge.reward_mode == "auto" and self.judge.has_scalar_reward:
+            return self.scores(candidates)
+        return [win_rates(m) for m in self.matrices(candidates)]
+
+
+# ----------------------------------------------------------------------------------- pairing
+
+def disjoint_pairs(k: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+    order = rng.permutation(k).tolist()
+    return [(order[i], order[i + 1]) for i in range(0, k - 1, 2)]
+
+
+def all_pairs(k: int) -> list[tuple[int, int]]:
+    return [(i, j) for i in range(k) for j in range(i + 1, k)]
+
+
+def best_and_worst(scores: torch.Tensor) -> tuple[int, int] | None:
+    """Indices of the highest and lowest score (first occurrence); ``None`` on a tie."""
+    best, worst = int(torch.argmax(scores)), int(torch.argmin(scores))
+    return None if scores[best] == scores[worst] else (best, worst)
+
+
+# ------------------------------------------------------------------------------------ builds
+
+def build_pairwise(ctx: BuildContext, prompts: Sequence[Text], seed: int) -> Rows:
+    """Online / iterative DPO: pairs of samples labelled by the judge, for a pairwise loss.
+
+    Two samples: one comparison, the label is the judge's P(a beats b) (soft for a soft judge).
+    More: ``best_worst`` ranks by reward or all-pairs wins and trains best over worst (hard
+    label; RLHF Workflow's ``max_min``), ``random`` judges disjoint random pairs, ``all`` every pair.
+    """
+    k = ctx.recipe.samples_per_prompt
+    cands = ctx.draw(prompts, k, seed)
+    ctx.fill_reference(cands)
+    rows, rng = Rows(slots=2, prompts=len(prompts)), np.random.default_rng(seed)
+    live = [c for c in cands if not c.all_identical]
+    ctx.skipped["identical"] += len(cands) - len(live)
+    index = {id(c): g for g, c in enumerate(cands)}
+    pairing = "single" if k == 2 else ctx.recipe.pairing
+    if pairing == "best_worst":
+        for c, scores in zip(live, ctx.rank_scores(live)):
+            picked = best_and_worst(scores)
+            if picked is None:
+                ctx.skipped["tie"] += 1
+                continue
+            i, j = picked
+            rows.add(index[id(c)], c.prompt_ids, [c.ids[i], c.ids[j]], label=1.0, ref_1=c.ref[i], ref_2=c.ref[j])
+        return rows
+    if pairing == "all":
+        for c, m in zip(live, ctx.matrices(live)):
+            for i, j in all_pairs(k):
+                if c.texts[i] == c.texts[j]:
+                    continue
+                rows.add(index[id(c)], c.prompt_ids, [c.ids[i], c.ids[j]], label=float(m[i, j]),
+                         ref_1=c.ref[i], ref_2=c.ref[j])
+        return rows
+    pairs = [[(0, 1)] if pairing == "single" else disjoint_pairs(k, rng) for _ in live]
+    flat = [(c, i, j) for c, ps in zip(live, pairs) for i, j in ps if c.texts[i] != c.texts[j]]
+    labels = ctx.judge.compare([c.prompt for c, _, _ in flat], [c.texts[i] for c, i, _ in flat],
+                               [c.texts[j] for c, _, j in flat])
+    for (c, i, j), label in zip(flat, labels.tolist()):
+        rows.add(index[id(c)], c.prompt_ids, [c.ids[i], c.ids[j]], label=label, ref_1=c.ref[i], ref_2=c.ref[j])
+    return rows
+
+
+def build_dno(ctx: BuildContext, prompts: Sequence[Text], seed: int) -> Rows:
+    """DNO (Rosset et al. 2024, Alg. 1): win-rates r_t(y) = mean_{y'} P(y beats y') over all pairs
+    of the K samples (plus the teacher's answer with ``online.teacher``), then pairs with the
+    soft target sigmoid(r_t(y_1) - r_t(y_2)), reference = the previous iterate."""
+    k = ctx.recipe.samples_per_prompt
+    cands = ctx.draw(prompts, k, seed)
+    if ctx.recipe.needs_answers:
+        ctx.with_answers(cands)
+    ctx.fill_reference(cands)
+    rows, rng = Rows(slots=2, prompts=len(prompts)), np.random.default_rng(seed)
+    live = [(g, c) for g, c in enumerate(cands) if not c.all_identical]
+    ctx.skipped["identical"] += len(cands) - len(live)
+    for (g, c), m in zip(live, ctx.matrices([c for _, c in live])):
+        r = win_rates(m)
+        if ctx.recipe.pairing == "best_worst":
+            picked = best_and_worst(r)
+            if picked is None:
+                ctx.skipped["tie"] += 1
+                continue
+            pairs = [picked]
+        elif ctx.recipe.pairing == "random":
+            pairs = disjoint_pairs(len(c.ids), rng)
+        else:
+            pairs = all_pairs(len(c.ids))
+        for i, j in pairs:
+            if c.texts[i] != c.texts[j]:
+                rows.add(g, c.prompt_ids, [c.ids[i], c.ids[j]], win_1=float(r[i]), win_2=float(r[j]),
+                         ref_1=c.ref[i], ref_2=c.ref[j])
+    return rows
+
+
+def build_win_rate(ctx: BuildContext, prompts: Sequence[Text], seed: int) -> Rows:
+    """SPPO / GPO: each sample's leave-one-out win-rate (or mean log-odds score) against the
+    other K-1 samples of the previous iterate, all pairs judged."""
+    cands = ctx.draw(prompts, ctx.recipe.samples_per_prompt, seed)
+    ctx.fill_reference(cands)
+    rows = Rows(slots=1, prompts=len(prompts))
+    live = [(g, c) for g, c in enumerate(cands) if not c.all_identical]
+    ctx.skipped["identical"] += len(cands) - len(live)
+    for (g, c), m in zip(live, ctx.matrices([c for _, c in live])):
+        if ctx.recipe.score == "logit":
+            s = log_odds(m)  # skew-symmetric, zero diagonal
+            target = s.sum(dim=1) / (len(c.ids) - 1)  # mean of s(y_i beats y_j) over j != i
+        else:
+            target = win_rates(m)
+        for i in range(len(c.ids)):
+            rows.add(g, c.prompt_ids, [c.ids[i]], target=float(target[i]), ref=c.ref[i])
+    return rows
+
+
+def build_nash_md(ctx: BuildContext, prompts: Sequence[Text], seed: int) -> Rows:
+    """Nash-MD-PG: y ~ pi_theta, y' from the token-level geometric mixture
+    ``(1 - coef) logits + coef ref_logits`` (coef 0: self-play; 1: the reference itself);
+    one comparison P(y beats y') per sample."""
+    k = ctx.recipe.samples_per_prompt
+    cands = ctx.draw(prompts, k, seed)
+    ctx.fill_reference(cands)
+    opponents = ctx.sampler.sample(prompts, k, seed=seed + 1, mixture=(ctx.reference, ctx.mixture_coef))
+    flat_p = [c.prompt for c in cands for _ in c.texts]
+    flat_y = [y for c in cands for y in c.texts]
+    flat_o = [o for row in opponents.texts for o in row]
+    prefs = ctx.judge.compare(flat_p, flat_y, flat_o).view(len(cands), k)
+    rows = Rows(slots=1, prompts=len(prompts))
+    for g, c in enumerate(cands):
+        for i in range(k):
+            rows.add(g, c.prompt_ids, [c.ids[i]], preference=float(prefs[g, i]), ref=c.ref[i])
+    return rows
+
+
+def build_online_ipo(ctx: BuildContext, prompts: Sequence[Text], seed: int) -> Rows:
+    """Online IPO (OMD) and EGPO: pairs (y, y') of samples and the target
+    ``P(y beats q) - P(y' beats q)`` estimated against ``online.opponents`` samples y'' ~ q.
+    q = pi_t here; EGPO's ``refresh`` recomputes it against q = pi_{t+1/2} after the half step."""
+    k = ctx.recipe.samples_per_prompt
+    cands = ctx.draw(prompts, k, seed)
+    ctx.fill_reference(cands)
+    rng = np.random.default_rng(seed)
+    rows = Rows(slots=2, prompts=len(prompts))
+    live = [(g, c) for g, c in enumerate(cands) if not c.all_identical]
+    ctx.skipped["identical"] += len(cands) - len(live)
+    chosen_pairs: list[tuple[int, int, int]] = []  # (live index, i, j) per row
+    for n, (g, c) in enumerate(live):
+        pairs = all_pairs(k) if ctx.recipe.pairing in ("all", "best_worst") else disjoint_pairs(k, rng)
+        for i, j in pairs:
+            if c.texts[i] != c.texts[j]:
+                chosen_pairs.append((n, i, j))
+                rows.add(g, c.prompt_ids, [c.ids[i], c.ids[j]], gap=0.0, ref_1=c.ref[i], ref_2=c.ref[j])
+    live_c = [c for _, c in live]
+
+    def refresh(sampler: Sampler, opponent_seed: int) -> None:
+        if not live_c:
+            return
+        opp = sampler.sample([c.prompt for c in live_c], ctx.opponents, seed=opponent_seed)
+        wins = [w.mean(dim=1) for w in ctx.judge.against([c.prompt for c in live_c], [c.texts for c in live_c],
+                                                          opp.texts)]
+        rows.values["gap"] = [float(wins[n][i] - wins[n][j]) for n, i, j in chosen_pairs]
+
+    refresh(ctx.sampler, seed + 1)
+    rows.refresh = refresh
+    return rows
+
+
+def build_p3o(ctx: BuildContext, prompts: Sequence[Text], seed: int) -> Rows:
+    """P3O: disjoint pairs of on-policy samples with their scalar rewards, the sampling
+    log-probs (pi_old) and the reference log-probs (KL shaping)."""
+    if ctx.recipe.pairing == "best_worst":
+        raise ValueError("p3o's pairwise policy gradient needs unselected pairs: online.pairing random or all")
+    k = ctx.recipe.samples_per_prompt
+    cands = ctx.draw(prompts, k, seed)
+    ctx.fill_reference(cands)
+    rows, rng = Rows(slots=2, prompts=len(prompts)), np.random.default_rng(seed)
+    live = [(g, c) for g, c in enumerate(cands) if not c.all_identical]
+    ctx.skipped["identical"] += len(cands) - len(live)
+    for (g, c), r in zip(live, ctx.scores([c for _, c in live])):
+        pairs = disjoint_pairs(k, rng) if ctx.recipe.pairing == "random" else all_pairs(k)
+        for i, j in pairs:
+            if c.texts[i] != c.texts[j]:
+                rows.add(g, c.prompt_ids, [c.ids[i], c.ids[j]], old_1=c.own[i], old_2=c.own[j],
+                         ref_1=c.ref[i], ref_2=c.ref[j], reward_1=float(r[i]), reward_2=float(r[j]))
+    return rows
+
+
+def build_filter(ctx: BuildContext, prompts: Sequence[Text], seed: int) -> Rows:
+    """SuperHF / expert iteration: keep the ``online.keep_top`` highest-reward samples per prompt."""
+    k = ctx.recipe.samples_per_prompt
+    cands = ctx.draw(prompts, k, seed)
+    ctx.fill_reference(cands)
+    rows = Rows(slots=1, prompts=len(prompts))
+    for g, (c, r) in enumerate(zip(cands, ctx.scores(cands))):
+        if k > 1 and bool((r == r[0]).all()):
+            ctx.skipped["no_variance"] += 1
+            continue
+        order = sorted(range(k), key=lambda i: -float(r[i]))[: ctx.keep_top]
+        for i in order:
+            rows.add(g, c.prompt_ids, [c.ids[i]], ref=c.ref[i], reward=float(r[i]))
+    return rows
+
+
+def build_grao(ctx: BuildContext, prompts: Sequence[Text], seed: int) -> Rows:
+    """GRAO: G samples and the prompt's reference answer scored together; group-normalised
+    advantages (``prefkit.losses.grao_advantages``) for the samples and the answer."""
+    k = ctx.recipe.samples_per_prompt
+    cands = ctx.draw(prompts, k, seed)
+    ctx.with_answers(cands)
+    rows = Rows(slots=2, prompts=len(prompts))
+    for g, (c, r) in enumerate(zip(cands, ctx.scores(cands))):
+        samples, answer = r[:k], r[k]
+        if bool((samples == samples[0]).all()):
+            ctx.skipped["no_variance"] += 1
+            continue
+        adv, adv_answer = grao_advantages(samples[None].double(), answer[None].double())
+        for i in range(k):
+            rows.add(g, c.prompt_ids, [c.ids[i], c.ids[k]], advantage=float(adv[0, i]),
+                     answer_advantage=float(adv_answer[0, i]), reward=float(samples[i]))
+    return rows
+
+
+BUILDS: dict[str, Callable[[BuildContext, Sequence[Text], int], Rows]] = {
+    "pairwise": build_pairwise,
+    "dno": build_dno,
+    "win_rate": build_win_rate,
+    "nash_md": build_nash_md,
+    "online_ipo": build_online_ipo,
+    "p3o": build_p3o,
+    "filter": build_filter,
+    "grao": build_grao,
+}
+
+
+# ------------------------------------------------------------------------------------ losses
+
+@dataclass
+class Forward:
+    """The policy's log-probs of a micro-batch of rows: ``logps[s]``/``lengths[s]`` per slot,
+    ``token_kl[s]`` (mean per-token KL to the reference) when the loss asked for it."""
+
+    logps: list[torch.Tensor]
+    lengths: list[torch.Tensor]
+    values: dict[str, torch.Tensor]
+    token_kl: list[torch.Tensor] | None = None
+
+
+def objective_loss(objective: str, loss: ResolvedLoss, f: Forward) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Per-row loss ``[n]`` from the registry function, and per-row metrics."""
+    fn, kw, v = loss.spec.fn, dict(loss.kwargs), f.values
+    if objective == "pairwise":
+        c, r = f.logps
+        if loss.spec.needs_lengths:
+            kw.update(chosen_lengths=f.lengths[0].to(c.dtype), rejected_lengths=f.lengths[1].to(c.dtype))
+        per_row = _symmetrised(fn, v["label"], c, r, v["ref_1"], v["ref_2"], kw)
+        if loss.nll_weight:
+            per_row = per_row + loss.nll_weight * (-c / f.lengths[0].to(c.dtype))
+        hc, hr = c - v["ref_1"], r - v["ref_2"]
+        margin = (hc - hr).detach()
+        sign = 2 * v["label"] - 1
+        return per_row, {"rewards/margins": loss.beta * margin * sign, "rewards/accuracies": (margin * sign > 0).float(),
+                         "kl": 0.5 * (hc + hr).detach()}
+    if objective == "dno":
+        c, r = f.logps
+        per_row = fn(c, r, v["ref_1"], v["ref_2"], v["win_1"], v["win_2"], **kw)
+        return per_row, {"kl": 0.5 * ((c - v["ref_1"]) + (r - v["ref_2"])).detach(),
+                         "targets/win_gap": (v["win_1"] - v["win_2"]).abs()}
+    if objective == "win_rate":
+        (lp,) = f.logps
+        return fn(lp, v["ref"], v["target"], **kw), {"kl": (lp - v["ref"]).detach(), "targets/mean": v["target"]}
+    if objective == "nash_md":
+        (lp,) = f.logps
+        return fn(lp, v["ref"], v["preference"], **kw), {"kl": (lp - v["ref"]).detach(),
+                                                          "preference": v["preference"]}
+    if objective == "online_ipo":
+        a, b = f.logps
+        per_row = fn(a, b, v["ref_1"], v["ref_2"], v["gap"], **kw)
+        return per_row, {"kl": 0.5 * ((a - v["ref_1"]) + (b - v["ref_2"])).detach(), "targets/gap": v["gap"].abs()}
+    if objective == "p3o":
+        a, b = f.logps
+        per_row = fn(a, b, v["old_1"], v["old_2"], v["ref_1"], v["ref_2"], v["reward_1"], v["reward_2"], **kw)
+        ratio = torch.exp((a - v["old_1"]) - (b - v["old_2"])).detach()
+        return per_row, {"kl": 0.5 * ((a - v["ref_1"]) + (b - v["ref_2"])).detach(),
+                         "rewards/gap": (v["reward_1"] - v["reward_2"]).abs(), "ratio": ratio}
+    if objective == "filter":
+        (lp,) = f.logps
+        token_kl = f.token_kl[0] if f.token_kl is not None else None
+        per_row = fn(lp, v["ref"], f.lengths[0], token_kl=token_kl, **kw)
+        metrics = {"rewards/kept": v["reward"], "kl": (lp - v["ref"]).detach()}
+        if token_kl is not None:
+            metrics["token_kl"] = token_kl.detach()
+        return per_row, metrics
+    if objective == "grao":
+        o, y = f.logps
+        per_row = fn(o, f.lengths[0], y, f.lengths[1], v["advantage"], v["answer_advantage"], **kw)
+        return per_row, {"advantage/answer": v["answer_advantage"], "logps/answer": (y / f.lengths[1]).detach()}
+    raise ValueError(f"unknown online objective {objective!r}")

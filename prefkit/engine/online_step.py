@@ -1,0 +1,271 @@
+"""The online step shape: rounds of sample -> judge, then updates, driven by ``optimize()``.
+
+A *round* samples and judges its prompts from the policy as it is at the round's start, then
+trains ``epochs`` passes over the rows it built. With ``online.iterations`` unset every
+optimizer step is its own round (per-step online); with ``iterations=T`` the run has T rounds
+(batched-iterative: iterative DPO, DNO, SPPO, expert iteration), and ``ref_update=previous``
+makes the loss's reference the policy at each round's start. Which prompts a step or round
+sees and every sampling seed are pure functions of ``(seed, step)``; a round's rows, the judge's
+state and the budget counters travel in the checkpoint, so ``--resume`` continues mid-round.
+
+EGPO's extragradient step (Zhou, Fazel & Du 2025; the official ``extragradient_trainer``):
+gradient of the online-IPO loss at theta_t with opponents from pi_t, an optimizer step to
+theta_{t+1/2}, fresh opponents from pi_{t+1/2}, then parameters *and optimizer state* are
+restored to theta_t and the gradient with the new targets is left for the loop's step.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+import numpy as np
+import torch
+
+from prefkit.config import RunConfig
+from prefkit.data.records import Text
+from prefkit.engine.loop import batch_indices
+from prefkit.engine.online_objectives import BUILDS, BuildContext, Forward, Rows, objective_loss
+from prefkit.engine.steps import ResolvedLoss
+from prefkit.policy import sequence_logps
+
+
+class NoPreferenceSignalError(ValueError):
+    """Every prompt of a round was skipped (identical samples, ties): nothing to learn from."""
+
+
+def seed_of(seed: int, batch: int, salt: int) -> int:
+    return (seed * 1_000_003 + batch * 7_919 + salt * 104_729) % (2**62)
+
+
+class OnlineRun:
+    """State and ``step_fn`` of one online run (see the module docstring)."""
+
+    def __init__(self, cfg: RunConfig, objective: str, loss: ResolvedLoss, ctx: BuildContext,
+                 prompts: Sequence[Text], *, autocast: Callable[[], AbstractContextManager],
+                 device: torch.device) -> None:
+        if not prompts:
+            raise ValueError("online training needs at least one prompt; the prompt set is empty")
+        self.cfg, self.objective, self.loss, self.ctx = cfg, objective, loss, ctx
+        self.prompts = list(prompts)
+        self.autocast, self.device = autocast, device
+        self.steps = cfg.train.steps
+        self.rounds = ctx.recipe.iterations or self.steps
+        if self.rounds > self.steps:
+            raise ValueError(f"online.iterations ({self.rounds}) cannot exceed train.steps ({self.steps})")
+        self.epochs = cfg.online.epochs if ctx.recipe.iterations else 1
+        self.per_step = self.rounds == self.steps
+        self.round_index: int | None = None
+        self.round_rows: Rows | None = None
+        self.compute_s = 0.0
+        self.empty_steps = 0
+        self.rows_seen = 0
+        self.exact_kl = ctx.recipe.exact_kl and float(loss.kwargs.get("beta", loss.spec.defaults.get("beta", 0))) > 0
+
+    # -- round geometry -------------------------------------------------------------------------
+
+    def round_start(self, r: int) -> int:
+        return -(-r * self.steps // self.rounds)
+
+    def round_of(self, step: int) -> int:
+        return step * self.rounds // self.steps
+
+    def batches_in(self, r: int) -> int:
+        return -(-(self.round_start(r + 1) - self.round_start(r)) // self.epochs)
+
+    def first_batch(self, r: int) -> int:
+        if self.per_step:
+            return r
+        return sum(self.batches_in(q) for q in range(r))
+
+    # -- rounds ---------------------------------------------------------------------------------
+
+    def start_round(self, r: int) -> Rows:
+        """Sample and judge every prompt of round ``r`` (one batch of ``prompts_per_step`` at a time)."""
+        per_batch = self.cfg.online.prompts_per_step
+        build = BUILDS[self.objective]
+        merged: Rows | None = None
+        for b in range(self.first_batch(r), self.first_batch(r) + self.batches_in(r)):
+            index = batch_indices(len(self.prompts), per_batch, b, self.cfg.seed, shuffle=True)
+            rows = build(self.ctx, [self.prompts[i] for i in index], seed_of(self.cfg.seed, b, 0))
+            merged = rows if merged is None else _merge(merged, rows)
+        assert merged is not None
+        if len(merged) == 0:
+            reasons = ", ".join(f"{n} {why}" for why, n in sorted(self.ctx.skipped.items())) or "no rows"
+            where = f"step {self.round_start(r) + 1}" if self.per_step else f"round {r + 1}"
+            raise NoPreferenceSignalError(
+                f"{where}: none of its {merged.prompts} prompts gave a preference signal (skipped so far: "
+                f"{reasons}); the samples are identical or tied. Raise online.temperature or "
+                "online.samples_per_prompt, or check the policy and max_new_tokens"
+            )
+        self.round_index, self.round_rows = r, merged
+        return merged
+
+    def rows_for(self, step: int, rows: Rows) -> list[int]:
+        """Row indices trained on at ``step``: the step's minibatch of the round's prompt groups."""
+        r = self.round_of(step)
+        j = step - self.round_start(r)
+        nb, per_batch = self.batches_in(r), self.cfg.online.prompts_per_step
+        epoch, minibatch = divmod(j, nb)
+        groups = np.arange(rows.prompts)
+        if epoch > 0:
+            groups = np.random.default_rng(seed_of(self.cfg.seed, r, 100 + epoch)).permutation(rows.prompts)
+        chunk = set(groups[minibatch * per_batch:(minibatch + 1) * per_batch].tolist())
+        return [i for i, g in enumerate(rows.group) if g in chunk]
+
+    # -- the step -------------------------------------------------------------------------------
+
+    def step_fn(self, step: int, optimizer: torch.optim.Optimizer) -> tuple[dict[str, float], int]:
+        began = time.perf_counter()
+        r = self.round_of(step)
+        rows = self.round_rows if self.round_index == r and self.round_rows is not None else self.start_round(r)
+        index = self.rows_for(step, rows)
+        if rows.refresh is not None and self.ctx.recipe.extragradient and index:
+            self._half_step(rows, index, optimizer, step)
+        metrics, tokens = self._backward(rows, index)
+        self.compute_s += time.perf_counter() - began
+        self.rows_seen += len(index)
+        return {**metrics, **self.counters()}, tokens
+
+    def _half_step(self, rows: Rows, index: list[int], optimizer: torch.optim.Optimizer, step: int) -> None:
+        model = self.ctx.policy.model
+        saved_params = [p.detach().clone() for p in model.parameters()]
+        saved_optimizer = copy.deepcopy(optimizer.state_dict())
+        self._backward(rows, index)
+        if self.cfg.train.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg.train.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        assert rows.refresh is not None
+        rows.refresh(self.ctx.sampler, seed_of(self.cfg.seed, step, 2))
+        with torch.no_grad():
+            for p, saved in zip(model.parameters(), saved_params):
+                p.copy_(saved)
+        optimizer.load_state_dict(saved_optimizer)
+
+    def _backward(self, rows: Rows, index: list[int]) -> tuple[dict[str, float], int]:
+        """Forward and backward of the step's rows, the loss normalised over all of them."""
+        if not index:
+            self.empty_steps += 1
+            return {"loss": 0.0, "rows": 0.0}, 0
+        total = len(index)
+        metrics: dict[str, float] = {}
+        tokens = 0
+        for micro in np.array_split(np.asarray(index), min(self.cfg.train.grad_accum, total)):
+            forward, used = self.forward(rows, micro.tolist())
+            tokens += used
+            per_row, extra = objective_loss(self.objective, self.loss, forward)
+            per_row.sum().div(total).backward()
+            for name, value in {"loss": per_row.detach(), **extra}.items():
+                metrics[name] = metrics.get(name, 0.0) + float(value.detach().float().sum()) / total
+        metrics["rows"] = float(total)
+        return metrics, tokens
+
+    def forward(self, rows: Rows, index: list[int]) -> tuple[Forward, int]:
+        """Log-probs of every slot of the rows; each distinct sequence is computed once."""
+        policy = self.ctx.policy
+        keys: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}
+        where = [[0] * len(index) for _ in range(rows.slots)]
+        for n, i in enumerate(index):
+            for s in range(rows.slots):
+                key = (tuple(rows.prompt_ids[i]), tuple(rows.responses[i][s]))
+                where[s][n] = keys.setdefault(key, len(keys))
+        unique = list(keys)
+        train = self.cfg.train
+        batch = policy.encode_token_ids([list(p) for p, _ in unique], [list(y) for _, y in unique],
+                                        max_length=train.max_length, max_prompt_length=train.max_prompt_length,
+                                        truncation=train.truncation).to(self.device)
+        token_kl = None
+        with self.autocast():
+            if self.exact_kl:
+                sums, token_kl_all = logps_and_token_kl(policy.model, self.ctx.reference.model, batch)
+            else:
+                sums, _ = sequence_logps(policy.model, batch)
+        sums = sums.float()
+        counts = batch.response_lengths.to(sums.device)
+        take = [torch.as_tensor(w, device=sums.device) for w in where]
+        if self.exact_kl:
+            token_kl = [token_kl_all.float()[t] for t in take]
+        values = {name: torch.tensor([vals[i] for i in index], dtype=torch.float32, device=sums.device)
+                  for name, vals in rows.values.items()}
+        forward = Forward([sums[t] for t in take], [counts[t] for t in take], values, token_kl)
+        return forward, int(batch.attention_mask.sum())
+
+    # -- accounting and resume ------------------------------------------------------------------
+
+    def counters(self) -> dict[str, float]:
+        gen = self.ctx.sampler.stats
+        judge = self.ctx.judge
+        out = {
+            "queries": float(judge.queries),
+            "reward_evals": float(judge.reward_evals),
+            "gen_tokens": float(gen.tokens),
+            "gen_s": gen.seconds,
+            "judge_s": judge.seconds,
+            "compute_s": self.compute_s,
+            "gen_share": gen.seconds / self.compute_s if self.compute_s > 0 else 0.0,
+            "empty_steps": float(self.empty_steps),
+        }
+        for why, n in self.ctx.skipped.items():
+            out[f"skipped/{why}"] = float(n)
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "judge": self.ctx.judge.state_dict(),
+            "generation": self.ctx.sampler.stats.state_dict(),
+            "compute_s": self.compute_s,
+            "empty_steps": self.empty_steps,
+            "rows_seen": self.rows_seen,
+            "skipped": dict(self.ctx.skipped),
+        }
+        if self.round_index is not None and self.round_rows is not None and not self.per_step:
+            state["round"] = {"index": self.round_index, "rows": self.round_rows.to_json()}
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.ctx.judge.load_state_dict(state["judge"])
+        self.ctx.sampler.stats.load_state_dict(state["generation"])
+        self.compute_s = float(state["compute_s"])
+        self.empty_steps = int(state["empty_steps"])
+        self.rows_seen = int(state.get("rows_seen", 0))
+        self.ctx.skipped.clear()
+        self.ctx.skipped.update({k: int(v) for k, v in state["skipped"].items()})
+        if "round" in state:
+            self.round_index = int(state["round"]["index"])
+            self.round_rows = Rows.from_json(state["round"]["rows"])
+
+
+def _merge(a: Rows, b: Rows) -> Rows:
+    """Rows of two batches of one round (``b``'s groups shifted after ``a``'s)."""
+    out = Rows(slots=a.slots, prompts=a.prompts + b.prompts)
+    for rows, offset in ((a, 0), (b, a.prompts)):
+        out.prompt_ids += rows.prompt_ids
+        out.responses += rows.responses
+        out.group += [g + offset for g in rows.group]
+    names = set(a.values) | set(b.values)
+    for name in names:
+        out.values[name] = a.values.get(name, []) + b.values.get(name, [])
+    return out  # no ``refresh``: only per-step rounds (one batch) are refreshed (EGPO)
+
+
+def logps_and_token_kl(model: torch.nn.Module, reference: torch.nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Response log-prob sums ``[N]`` and the mean per-token KL(pi_theta || pi_ref) over response
+    positions ``[N]``, from full-vocabulary logits (SuperHF's exact KL prior; gradients flow
+    through ``model``)."""
+    kwargs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask, "use_cache": False}
+    logits = model(**kwargs).logits[:, :-1].float()
+    with torch.no_grad():
+        ref_logits = reference(**kwargs).logits[:, :-1].float()
+    logprobs = torch.log_softmax(logits, dim=-1)
+    ref_logprobs = torch.log_softmax(ref_logits, dim=-1)
+    mask = batch.response_mask[:, 1:].to(logits.dtype)
+    target = batch.input_ids[:, 1:]
+    token_logps = logprobs.gather(-1, target[..., None]).squeeze(-1)
+    sums = (token_logps * mask).sum(dim=1)
+    kl = (logprobs.exp() * (logprobs - ref_logprobs)).sum(dim=-1)
+    token_kl = (kl * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+    return sums, token_kl
