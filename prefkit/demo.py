@@ -20,7 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from prefkit.config import EvalConfig, RunConfig, TinyConfig, TrainConfig, from_dict, save_yaml, to_dict
+from prefkit.config import (
+    EvalConfig,
+    RunConfig,
+    TinyConfig,
+    TrainConfig,
+    from_dict,
+    save_yaml,
+    to_dict,
+)
 from prefkit.engine import TrainData, train
 from prefkit.engine.evaluation import evaluate_on_world, sample_texts
 from prefkit.engine.loop import frozen_copy
@@ -51,6 +59,30 @@ OFFLINE: tuple[Entry, ...] = (
 )
 """The offline methods of the demo (settings per method; every other setting is shared)."""
 
+_WIN_RATE = {"reward": "win_rate"}
+
+ONLINE: tuple[Entry, ...] = (
+    Entry("online DPO", "online_dpo", data="online", overrides={"loss": {"beta": 0.1}}),
+    Entry("online DPO (IPO loss)", "online_dpo_ipo", data="online", overrides={"loss": {"beta": 0.5}}, fast=False),
+    Entry("iterative DPO (3 rounds)", "iterative_dpo", data="online", overrides={"loss": {"beta": 0.1}}, fast=False),
+    Entry("Nash-MD-PG (mixture 0.125)", "nash_md", data="online", overrides={"loss": {"beta": 0.02}}),
+    Entry("EGPO", "egpo", data="online", overrides={"loss": {"beta": 0.1}}),
+    Entry("online IPO (OMD)", "online_ipo", data="online", overrides={"loss": {"beta": 0.1}}, fast=False),
+    Entry("DNO (3 rounds)", "dno", data="online", overrides={"loss": {"beta": 0.1}}, fast=False),
+    Entry("SPPO (3 rounds)", "sppo", data="online", overrides={"loss": {"beta": 0.1}}, fast=False),
+    Entry("GPO (P* log-odds as GPM scores)", "gpo", data="online",
+          overrides={"loss": {"beta": 1.0}, "online": {"judge": "world-truth"}}, fast=False),
+    Entry("P3O (win-rate reward)", "p3o", data="online", overrides={"loss": {"beta": 0.1}, "online": _WIN_RATE}),
+    Entry("SuperHF (win-rate reward)", "superhf", data="online", overrides={"online": _WIN_RATE}, fast=False),
+    Entry("GRAO (win-rate reward)", "grao", data="online", overrides={"online": _WIN_RATE}, fast=False),
+    Entry("expert iteration", "expert_iteration", data="online", overrides={"online": _WIN_RATE}, fast=False),
+    Entry("best-of-4 (annotator win-rate)", "best_of_n", data="online", overrides={"online": _WIN_RATE}),
+)
+"""The online methods (sample -> judge -> update; docs/online.md). Each gets the same budget of
+preference queries from the same annotator pool (``DemoSettings.online_queries``, by default the
+offline label budget ``pairs``), so its number of steps is the budget over its queries per step.
+``online.judge=world-truth`` marks an oracle judge (the true preference), never the default."""
+
 
 @dataclass(frozen=True)
 class DemoSettings:
@@ -68,12 +100,18 @@ class DemoSettings:
     batch_size: int = 32
     lr: float = 1e-3
     eval: EvalConfig = field(default_factory=lambda: EvalConfig(prompts=120, samples=8, max_new_tokens=16))
+    online_queries: int | None = None
+    """Preference queries each online method may spend (``None``: ``pairs``, the offline budget)."""
+    online_prompts_per_step: int = 16
+    online_lr: float = 1e-3
+    online_max_steps: int = 150
+    """Cap on an online method's optimizer steps (its budget may allow more)."""
 
     @classmethod
     def preset(cls, world: str, fast: bool, seed: int = 0) -> DemoSettings:
         if fast:
             return cls(world=world, seed=seed, fast=True, sft_steps=250, pairs=1500, lists=400, steps=120,
-                       eval=EvalConfig(prompts=120, samples=4, max_new_tokens=16))
+                       eval=EvalConfig(prompts=120, samples=4, max_new_tokens=16), online_max_steps=100)
         return cls(world=world, seed=seed)
 
 
@@ -151,6 +189,8 @@ def prepare(settings: DemoSettings, out: Path, log: Callable[[str], None], progr
 
 def run_entry(ctx: DemoContext, entry: Entry, progress: bool | None) -> dict[str, Any]:
     """Train one method from the reference and evaluate it; one leaderboard row."""
+    if entry.data == "online":
+        return run_online_entry(ctx, entry, progress)
     s = ctx.settings
     cfg = _with_overrides(_base_config(s, ctx.out / "runs" / entry.method, entry.method, s.steps, s.lr),
                           entry.overrides)
@@ -180,6 +220,78 @@ def run_entry(ctx: DemoContext, entry: Entry, progress: bool | None) -> dict[str
     return row
 
 
+def online_config(settings: DemoSettings, entry: Entry, out: Path) -> tuple[RunConfig, Any]:
+    """An online entry's run configuration, its steps set by the query budget, and its recipe."""
+    from prefkit.engine.methods import get_method
+    from prefkit.engine.online_methods import feedback_per_step, resolve_recipe
+
+    s = settings
+    shared = {"online": {"prompts_per_step": s.online_prompts_per_step, "max_new_tokens": s.eval.max_new_tokens}}
+    overrides = {**entry.overrides, "online": {**shared["online"], **entry.overrides.get("online", {})}}
+    probe = _with_overrides(_base_config(s, out, entry.method, 1, s.online_lr), overrides)
+    recipe = resolve_recipe(get_method(entry.method), probe.online)
+    queries, evals = feedback_per_step(recipe, probe.online)
+    budget = s.online_queries if s.online_queries is not None else s.pairs
+    steps = min(s.online_max_steps, max(1, round(budget / max(queries + evals, 1e-9))))
+    steps = max(steps, recipe.iterations or 1)
+    return _with_overrides(_base_config(s, out, entry.method, steps, s.online_lr), overrides), recipe
+
+
+def run_online_entry(ctx: DemoContext, entry: Entry, progress: bool | None) -> dict[str, Any]:
+    """Train one online method from the reference against the world's annotator pool (or, where an
+    entry says so, its true preference) and evaluate it like the offline rows."""
+    from prefkit.engine.methods import get_method
+    from prefkit.engine.online import best_of_n_kl, best_of_n_texts, train_online
+    from prefkit.engine.online_judge import OnlineJudge
+    from prefkit.engine.online_rollout import Sampler
+    from prefkit.preference import WorldJudge
+    from prefkit.sim.evaluation import evaluate
+
+    s = ctx.settings
+    cfg, recipe = online_config(s, entry, ctx.out / "runs" / entry.method)
+    kind = "truth" if cfg.online.judge == "world-truth" else "annotators"
+    judge = WorldJudge(ctx.world, kind=kind, seed=s.seed + 11)
+    t0 = time.perf_counter()
+    if recipe.objective == "best_of_n":
+        counted = OnlineJudge(judge, reward=cfg.online.reward)
+        sampler = Sampler(ctx.reference, max_new_tokens=cfg.online.max_new_tokens)
+        prompts = ctx.world.prompts("eval", s.eval.prompts)
+        picks = best_of_n_texts(sampler, counted, prompts, s.eval.samples, recipe.samples_per_prompt,
+                                seed=s.seed + 2, temperature=s.eval.temperature)
+        evaluation = evaluate(ctx.world, prompts, picks, ctx.ref_samples.texts, pool=ctx.pool)
+        kl, kl_se, steps = best_of_n_kl(recipe.samples_per_prompt), 0.0, 0
+        queries, reward_evals = counted.queries, counted.reward_evals
+    else:
+        policy = Policy(copy.deepcopy(ctx.reference.model).train().requires_grad_(True), ctx.reference.tokenizer)
+        result = train_online(cfg, get_method(entry.method), data=TrainData(prompts=ctx.world.prompts("train")),
+                              policy=policy, reference=ctx.reference, progress=progress, judge=judge)
+        evaluation, _ = evaluate_on_world(result.policy, ctx.reference, ctx.world, cfg.eval, seed=s.seed + 2,
+                                          ref_samples=ctx.ref_samples, pool=ctx.pool)
+        kl, kl_se, steps = evaluation.kl, evaluation.kl_se, result.metrics["steps"]
+        queries, reward_evals = result.metrics["queries"], result.metrics["reward_evals"]
+    row = {
+        "method": entry.label,
+        "name": entry.method,
+        "win_rate": evaluation.win_rate,
+        "win_rate_se": evaluation.win_rate_se,
+        "kl": kl,
+        "kl_se": kl_se,
+        "seconds": time.perf_counter() - t0,
+        "queries": queries,
+        "mean_utility": evaluation.mean_utility,
+        "online": True,
+        "steps": steps,
+        "judge": judge.name,
+    }
+    if reward_evals:
+        row["reward_evals"] = reward_evals
+    if recipe.objective == "best_of_n":
+        row["kl_is_bound"] = True
+    if evaluation.exploitability is not None:
+        row.update(exploitability=evaluation.exploitability, exploitability_se=evaluation.exploitability_se)
+    return row
+
+
 def entries(fast: bool, extra: Sequence[Entry] = ()) -> list[Entry]:
     return [e for e in (*OFFLINE, *extra) if e.fast or not fast]
 
@@ -203,7 +315,7 @@ def run_demo(
     ctx = prepare(settings, out, log, progress)
     rows = [{"method": "reference (SFT)", "name": "reference", "win_rate": 0.5, "win_rate_se": 0.0,
              "kl": 0.0, "kl_se": 0.0, "seconds": 0.0, "queries": 0}]
-    todo = [e for e in entries(fast) if methods is None or e.method in methods or e.label in methods]
+    todo = [e for e in entries(fast, ONLINE) if methods is None or e.method in methods or e.label in methods]
     for entry in todo:
         row = run_entry(ctx, entry, progress)
         log(f"{row['method']:>20s}: win-rate {row['win_rate']:.3f} ± {row['win_rate_se']:.3f}, "

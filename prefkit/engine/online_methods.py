@@ -114,6 +114,43 @@ for _method in ONLINE_METHODS:
     register_method(_method)
 
 
+def feedback_per_prompt(recipe: Recipe, online: OnlineConfig, *, scalar_reward: bool = False) -> tuple[int, int]:
+    """``(pairwise queries, reward evaluations)`` one prompt of a round costs at most (identical
+    pairs are free). ``scalar_reward``: the judge is a reward model used as such."""
+    k = recipe.samples_per_prompt
+    all_pairs = k * (k - 1) // 2
+    reward_model = scalar_reward and online.reward == "auto"
+    objective = recipe.objective
+    if objective == "pairwise":
+        if k == 2:
+            return 1, 0
+        if recipe.pairing == "best_worst":
+            return (0, k) if reward_model else (all_pairs, 0)
+        return (k // 2, 0) if recipe.pairing == "random" else (all_pairs, 0)
+    if objective == "dno":
+        n = k + (1 if recipe.needs_answers else 0)
+        return n * (n - 1) // 2, 0
+    if objective == "win_rate":
+        return all_pairs, 0
+    if objective == "nash_md":
+        return k, 0
+    if objective == "online_ipo":
+        return (2 if recipe.extragradient else 1) * k * online.opponents, 0
+    if objective in ("p3o", "filter", "best_of_n"):
+        return (0, k) if reward_model else (all_pairs, 0)
+    if objective == "grao":
+        return (0, k + 1) if reward_model else ((k + 1) * k // 2, 0)
+    raise ValueError(f"unknown objective {objective!r}")
+
+
+def feedback_per_step(recipe: Recipe, online: OnlineConfig, *, scalar_reward: bool = False) -> tuple[float, float]:
+    """Average ``(queries, reward evaluations)`` per optimizer step: a round's prompts are shared by
+    its ``online.epochs`` passes, so a batched-iterative step costs ``1/epochs`` of a per-step one."""
+    queries, evals = feedback_per_prompt(recipe, online, scalar_reward=scalar_reward)
+    share = online.prompts_per_step / (online.epochs if recipe.iterations else 1)
+    return queries * share, evals * share
+
+
 def resolve_recipe(method: Method, online: OnlineConfig) -> Recipe:
     """The method's recipe with every ``OnlineConfig`` override applied and checked."""
     if method.step != "online" or "recipe" not in method.extra:
