@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import resource
 import subprocess
 import sys
 import time
@@ -62,18 +61,28 @@ def variant_fn(
     }[name]
 
 
+def _status_mib(field: str) -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
 def peak_memory_child(name: str, vocab: int) -> None:
-    """Run one forward + backward and print the peak RSS growth in MiB."""
+    """Run one forward + backward and print the peak RSS growth in MiB (Linux only)."""
     torch.set_num_threads(2)
     prompts, responses = make_data(random.Random(0))
     filler = " ".join(f"w{i}" for i in range(vocab))  # every word once: a full vocabulary
     cfg = TinyConfig(hidden_size=128, layers=2, heads=4, max_vocab=vocab)
     policy = Policy.tiny([*prompts, *responses, filler], cfg, seed=0)
     batch = policy.encode(prompts, responses, max_length=512)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    variant_fn(name, policy.model, batch)().sum().backward()
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(round((after - before) / 1024))
+    compute = variant_fn(name, policy.model, batch)
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")  # reset the peak resident set (VmHWM) to the current one
+    before = _status_mib("VmRSS")
+    compute().sum().backward()
+    print(round(_status_mib("VmHWM") - before))
 
 
 def best_times(variants: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
