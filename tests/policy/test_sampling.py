@@ -139,6 +139,16 @@ def test_nucleus_keeps_the_smallest_set_reaching_top_p():
     assert abs((drawn == 1).float().mean().item() - 2 / 3) < 0.03
 
 
+def test_draws_follow_the_distribution_and_never_pick_zero_probability_tokens():
+    probs = torch.tensor([0.1, 0.5, 0.0, 0.25, 0.15, 0.0])
+    logits = probs.log().expand(20000, 6)
+    drawn = choose_tokens(logits, temperature=1.0, top_p=1.0, generator=gen(1))
+    frequencies = torch.bincount(drawn, minlength=6).float() / len(drawn)
+    assert frequencies[2] == 0 and frequencies[5] == 0
+    # Binomial standard errors are at most 0.0036 here; allow about 4 of them.
+    torch.testing.assert_close(frequencies, probs, rtol=0, atol=0.015)
+
+
 def test_bad_sampling_arguments_are_rejected(policy):
     with pytest.raises(ValueError, match="top_p"):
         policy.sample(["a"], 1, max_new_tokens=2, top_p=0.0)
