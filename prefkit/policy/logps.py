@@ -92,7 +92,12 @@ def check_fast_path(model: nn.Module) -> bool:
         was_training = inner.training
         inner.eval()
         try:
-            out = inner(input_ids=ids, use_cache=False, output_hidden_states=True)
+            out = inner(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                use_cache=False,
+                output_hidden_states=True,
+            )
             got = inner.get_output_embeddings()(out.hidden_states[-1]).float()
             expected = out.logits.float()
             same = got.shape == expected.shape and torch.allclose(got, expected, atol=1e-4)
