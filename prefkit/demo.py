@@ -20,7 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from prefkit.config import EvalConfig, RunConfig, TinyConfig, TrainConfig, from_dict, save_yaml, to_dict
+from prefkit.config import (
+    EvalConfig,
+    RunConfig,
+    TinyConfig,
+    TrainConfig,
+    from_dict,
+    save_yaml,
+    to_dict,
+)
 from prefkit.engine import TrainData, train
 from prefkit.engine.evaluation import evaluate_on_world, sample_texts
 from prefkit.engine.loop import frozen_copy
