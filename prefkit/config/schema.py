@@ -79,6 +79,9 @@ class TrainConfig:
     ref_cache: bool = True
     """Compute reference log-probs once and cache them on disk (keyed by data and model)."""
     gradient_checkpointing: bool = False
+    bucket_overhead: int = 128
+    """Split a micro-batch into length buckets when a forward call costs less than this many
+    padded token positions (0: one padded forward). Exact: only padding changes."""
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "grad_accum", "max_length"):

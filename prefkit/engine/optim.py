@@ -20,11 +20,14 @@ def build_optimizer(named_params: Iterable[tuple[str, torch.nn.Parameter]], cfg:
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+    params = decay + no_decay
+    fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in params)
     return torch.optim.AdamW(
         [g for g in groups if g["params"]],
         lr=cfg.lr,
         betas=(cfg.adam_beta1, cfg.adam_beta2),
         eps=cfg.adam_eps,
+        fused=fused or None,
     )
 
 

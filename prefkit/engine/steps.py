@@ -21,10 +21,11 @@ from typing import Any
 import torch
 
 from prefkit.config import LossConfig, TrainConfig
+from prefkit.engine.buckets import length_buckets
 from prefkit.engine.examples import ListExamples, PairExamples, SequenceExamples
 from prefkit.engine.methods import Method
 from prefkit.losses import LOSSES, LossSpec, combined_spec
-from prefkit.policy import Policy, sequence_logps
+from prefkit.policy import EncodedBatch, Policy, sequence_logps
 from prefkit.policy.logps import token_logps
 
 
@@ -92,14 +93,24 @@ class StepContext:
         value = float(value.detach().float().sum()) if torch.is_tensor(value) else float(value) * count
         self.metrics[name] = self.metrics.get(name, 0.0) + value / total
 
-    def forward(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = batch.to(self.device)
-        self.tokens += int(batch.attention_mask.sum()) if batch.attention_mask is not None else int(
-            (batch.row_ids >= 0).sum()
-        )
-        with self.autocast():
-            sums, counts = sequence_logps(self.policy.model, batch)
-        return sums.float(), counts
+    def forward(self, batch: EncodedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Response log-prob sums and token counts of every row, in length buckets."""
+        self.tokens += batch.num_tokens
+        lengths = batch.lengths.tolist()
+        groups = length_buckets(lengths, self.train.bucket_overhead)
+        if len(groups) == 1:
+            with self.autocast():
+                sums, counts = sequence_logps(self.policy.model, batch.to(self.device))
+            return sums.float(), counts
+        parts, index = [], []
+        for rows in groups:
+            with self.autocast():
+                sums, _ = sequence_logps(self.policy.model, batch.select(rows).to(self.device))
+            parts.append(sums.float())
+            index.extend(rows)
+        order = torch.empty(len(index), dtype=torch.long)
+        order[torch.tensor(index)] = torch.arange(len(index))
+        return torch.cat(parts)[order.to(self.device)], batch.response_lengths.to(self.device)
 
 
 def micro_batches(index: Sequence[int], grad_accum: int) -> list[list[int]]:

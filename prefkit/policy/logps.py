@@ -92,7 +92,12 @@ def check_fast_path(model: nn.Module) -> bool:
         was_training = inner.training
         inner.eval()
         try:
-            out = inner(input_ids=ids, use_cache=False, output_hidden_states=True)
+            out = inner(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                use_cache=False,
+                output_hidden_states=True,
+            )
             got = inner.get_output_embeddings()(out.hidden_states[-1]).float()
             expected = out.logits.float()
             same = got.shape == expected.shape and torch.allclose(got, expected, atol=1e-4)
@@ -227,8 +232,11 @@ class _LinearTargetLogProb(torch.autograd.Function):
             for start in range(0, hidden.shape[0], chunk):
                 stop = start + chunk
                 logits = F.linear(hidden[start:stop].to(compute), w, b).to(reduce)
-                lse[start:stop] = torch.logsumexp(logits, dim=-1)
                 out[start:stop] = logits.gather(1, targets[start:stop, None]).squeeze(1)
+                # log-sum-exp in place: one chunk-sized buffer at a time.
+                peak = logits.amax(dim=-1)
+                logits.sub_(peak[:, None]).exp_()
+                lse[start:stop] = logits.sum(dim=-1).log_().add_(peak)
         out -= lse
         ctx.save_for_backward(hidden, weight, bias, targets, lse)
         return out

@@ -92,17 +92,30 @@ def choose_tokens(
 
     Nucleus sampling (Holtzman et al. 2020, arXiv:1904.09751) keeps the smallest set of most
     probable tokens whose probability reaches ``top_p`` (always at least the top token).
+    Draws use one uniform number per row against the cumulative distribution (inverse-CDF),
+    which is much cheaper than ``torch.multinomial``'s one exponential per vocabulary entry.
     """
     if temperature == 0:
         return logits.argmax(-1)
     probs = torch.softmax(logits / temperature, dim=-1)
     if top_p >= 1.0:
-        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        return _inverse_cdf(probs, generator)
     sorted_probs, order = probs.sort(dim=-1, descending=True)
     mass_before = sorted_probs.cumsum(-1) - sorted_probs
     sorted_probs = sorted_probs.masked_fill(mass_before >= top_p, 0.0)
-    pick = torch.multinomial(sorted_probs, 1, generator=generator)
-    return order.gather(-1, pick).squeeze(-1)
+    return order.gather(-1, _inverse_cdf(sorted_probs, generator)[:, None]).squeeze(-1)
+
+
+def _inverse_cdf(weights: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Index ``i`` with probability ``weights[i] / sum(weights)`` per row (zero weights never)."""
+    cdf = weights.double().cumsum(-1)
+    u = torch.rand(
+        (weights.shape[0], 1), generator=generator, dtype=torch.float64, device=weights.device
+    )
+    drawn = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(-1)
+    # u * total rounding up to total would step past the last token with positive weight.
+    last_positive = weights.shape[-1] - 1 - (weights > 0).flip(-1).int().argmax(-1)
+    return torch.minimum(drawn, last_positive)
 
 
 def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

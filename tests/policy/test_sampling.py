@@ -1,8 +1,10 @@
 import pytest
 import torch
+from transformers import GPT2Config, GPT2LMHeadModel
 
 from prefkit.policy import Policy
 from prefkit.policy.sampling import choose_tokens
+from prefkit.policy.tokenizer import fit_word_tokenizer
 
 from .conftest import TEXTS, TINY
 
@@ -23,6 +25,35 @@ def sharp() -> Policy:
 
 
 @pytest.fixture(scope="module")
+def absolute() -> Policy:
+    """GPT-2 (learned absolute positions): wrong position ids under left padding change its
+    outputs, which rotary (relative) Llama positions would hide."""
+    tokenizer = fit_word_tokenizer(TEXTS, 64)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        n_positions=128,
+        tie_word_embeddings=False,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(config).eval()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(40.0)
+        model.transformer.wpe.weight.mul_(20.0)
+    return Policy(model, tokenizer)
+
+
+@pytest.fixture(scope="module", params=["llama", "gpt2"])
+def peaked(request, sharp, absolute) -> Policy:
+    return {"llama": sharp, "gpt2": absolute}[request.param]
+
+
+@pytest.fixture(scope="module")
 def reference() -> Policy:
     return Policy.tiny(TEXTS, TINY, seed=2)
 
@@ -40,10 +71,10 @@ def manual_greedy(policy, prompt, steps):
     return out
 
 
-def test_zero_temperature_is_greedy_and_matches_an_uncached_unpadded_decode(sharp):
-    samples = sharp.sample(PROMPTS, 2, max_new_tokens=10, temperature=0.0)
+def test_zero_temperature_is_greedy_and_matches_an_uncached_unpadded_decode(peaked):
+    samples = peaked.sample(PROMPTS, 2, max_new_tokens=10, temperature=0.0)
     for i, prompt in enumerate(PROMPTS):
-        expected = manual_greedy(sharp, prompt, 10)
+        expected = manual_greedy(peaked, prompt, 10)
         assert samples.token_ids[i] == [expected, expected]
 
 
@@ -55,8 +86,9 @@ def test_temperature_to_zero_and_tiny_top_p_are_greedy(sharp):
     assert nucleus.token_ids == greedy.token_ids
 
 
-def test_returned_logps_equal_teacher_forced_logprob(sharp):
+def test_returned_logps_equal_teacher_forced_logprob(peaked):
     """Checks the KV cache, left padding and position ids against a right-padded forward."""
+    sharp = peaked
     samples = sharp.sample(PROMPTS, 4, max_new_tokens=8, generator=gen(3))
     assert samples.finished.any() and not samples.finished.all()
     rescored = sharp.logprob_ids(samples.flat_prompt_ids, samples.flat_token_ids)
@@ -84,7 +116,8 @@ def test_text_round_trip_of_sampled_ids(sharp):
         assert sharp.tokenizer(text, add_special_tokens=False)["input_ids"] == expected
 
 
-def test_kv_cache_gives_the_same_draw_as_recomputing_the_prefix(policy):
+def test_kv_cache_gives_the_same_draw_as_recomputing_the_prefix(peaked):
+    policy = peaked
     cached = policy.sample(PROMPTS, 3, max_new_tokens=6, top_p=0.9, generator=gen(7))
     uncached = policy.sample(
         PROMPTS, 3, max_new_tokens=6, top_p=0.9, generator=gen(7), use_cache=False
@@ -137,6 +170,16 @@ def test_nucleus_keeps_the_smallest_set_reaching_top_p():
     # 0.5 + 0.25 = 0.75 >= 0.7: only tokens 1 and 2, renormalised to 2/3 and 1/3.
     assert set(drawn.tolist()) == {1, 2}
     assert abs((drawn == 1).float().mean().item() - 2 / 3) < 0.03
+
+
+def test_draws_follow_the_distribution_and_never_pick_zero_probability_tokens():
+    probs = torch.tensor([0.1, 0.5, 0.0, 0.25, 0.15, 0.0])
+    logits = probs.log().expand(20000, 6)
+    drawn = choose_tokens(logits, temperature=1.0, top_p=1.0, generator=gen(1))
+    frequencies = torch.bincount(drawn, minlength=6).float() / len(drawn)
+    assert frequencies[2] == 0 and frequencies[5] == 0
+    # Binomial standard errors are at most 0.0036 here; allow about 4 of them.
+    torch.testing.assert_close(frequencies, probs, rtol=0, atol=0.015)
 
 
 def test_bad_sampling_arguments_are_rejected(policy):
