@@ -18,6 +18,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -113,30 +114,32 @@ def build_online_policy(cfg: RunConfig, prompts: Sequence[Text], extra_texts: Se
     return Policy.load(cfg.model, device=device, dtype=dtype, trust_remote_code=cfg.trust_remote_code)
 
 
-def train_online(
+@dataclass
+class OnlineSetup:
+    """Everything one online run needs, resolved (``build_online_run``)."""
+
+    recipe: Recipe
+    policy: Policy
+    reference: Policy
+    judge: OnlineJudge
+    sampler: Sampler
+    world: Any | None
+    run: OnlineRun | None
+    """The step function's owner; ``None`` for best-of-n (nothing to train)."""
+    setup_s: float = 0.0
+
+
+def build_online_run(
     cfg: RunConfig,
     method: Method,
     *,
     data: TrainData | None = None,
     policy: Policy | None = None,
     reference: Policy | None = None,
-    resume: bool = False,
-    progress: bool | None = None,
-    evaluate: Callable[[Policy, Policy | None, int], dict[str, Any]] | None = None,
     judge: PreferenceModel | None = None,
-) -> TrainResult:
-    """Run the online method ``method`` for ``cfg.train.steps`` optimizer steps into ``cfg.out``.
-
-    Writes what ``train`` writes (``config.yaml``, ``metrics.jsonl``, ``metrics.json``,
-    ``checkpoints/``, ``policy/``); ``metrics.json`` adds the budget: ``queries`` (pairwise
-    comparisons), ``reward_evals``, ``gen_tokens``, ``gen_s``, ``gen_share`` and ``compute_s``.
-    ``judge`` overrides ``online.judge`` with an in-memory preference model.
-    """
-    out = Path(cfg.out)
-    latest = check_out_dir(out, resume)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    seed_everything(cfg.seed)
+) -> OnlineSetup:
+    """Resolve prompts, judge, policy and reference and build the online step for ``method``
+    (``train_online`` hands ``setup.run.step_fn`` to ``optimize()``)."""
     device = resolve_device(cfg.train.device)
     recipe = resolve_recipe(method, cfg.online)
     world = None
@@ -174,20 +177,51 @@ def train_online(
     sampler = Sampler(policy, max_new_tokens=cfg.online.max_new_tokens, top_p=cfg.online.top_p,
                       max_prompt_length=max_prompt, backend=cfg.online.backend,
                       vllm_gpu_memory_utilization=cfg.online.vllm_gpu_memory_utilization)
-    if recipe.objective == "best_of_n":
-        return _best_of_n(cfg, method, recipe, policy, reference, sampler, online_judge, world, out)
+    run = None
+    if recipe.objective != "best_of_n":
+        loss = resolve_loss(method, cfg.loss)
+        assert loss is not None
+        ctx = BuildContext(
+            recipe=recipe, sampler=sampler, policy=policy, reference=reference, judge=online_judge, loss=loss,
+            temperature=cfg.online.temperature, mixture_coef=cfg.online.mixture_coef,
+            sample_mixture=cfg.online.sample_mixture, opponents=cfg.online.opponents,
+            keep_top=cfg.online.keep_top,
+            answer_of=(lambda p: policy.render_response(answers[prompt_key(p)])) if answers is not None else None,
+        )
+        run = OnlineRun(cfg, recipe.objective, loss, ctx, prompts,
+                        autocast=_autocast_factory(cfg.train.precision, device), device=device)
+    return OnlineSetup(recipe, policy, reference, online_judge, sampler, world, run,
+                       setup_s=time.perf_counter() - setup_start)
 
-    loss = resolve_loss(method, cfg.loss)
-    assert loss is not None
-    ctx = BuildContext(
-        recipe=recipe, sampler=sampler, policy=policy, reference=reference, judge=online_judge, loss=loss,
-        temperature=cfg.online.temperature, mixture_coef=cfg.online.mixture_coef,
-        sample_mixture=cfg.online.sample_mixture, opponents=cfg.online.opponents, keep_top=cfg.online.keep_top,
-        answer_of=(lambda p: policy.render_response(answers[prompt_key(p)])) if answers is not None else None,
-    )
-    run = OnlineRun(cfg, recipe.objective, loss, ctx, prompts,
-                    autocast=_autocast_factory(cfg.train.precision, device), device=device)
-    setup_s = time.perf_counter() - setup_start
+
+def train_online(
+    cfg: RunConfig,
+    method: Method,
+    *,
+    data: TrainData | None = None,
+    policy: Policy | None = None,
+    reference: Policy | None = None,
+    resume: bool = False,
+    progress: bool | None = None,
+    evaluate: Callable[[Policy, Policy | None, int], dict[str, Any]] | None = None,
+    judge: PreferenceModel | None = None,
+) -> TrainResult:
+    """Run the online method ``method`` for ``cfg.train.steps`` optimizer steps into ``cfg.out``.
+
+    Writes what ``train`` writes (``config.yaml``, ``metrics.jsonl``, ``metrics.json``,
+    ``checkpoints/``, ``policy/``); ``metrics.json`` adds the budget: ``queries`` (pairwise
+    comparisons), ``reward_evals``, ``gen_tokens``, ``gen_s``, ``gen_share`` and ``compute_s``.
+    ``judge`` overrides ``online.judge`` with an in-memory preference model.
+    """
+    out = Path(cfg.out)
+    latest = check_out_dir(out, resume)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    seed_everything(cfg.seed)
+    setup = build_online_run(cfg, method, data=data, policy=policy, reference=reference, judge=judge)
+    if setup.run is None:
+        return _best_of_n(cfg, method, setup, out)
+    run, policy, reference = setup.run, setup.policy, setup.reference
     result = optimize(
         cfg, model=policy.model, step_fn=run.step_fn, label=method.name, resume_from=latest, progress=progress,
         evaluate=(lambda step: evaluate(policy, reference, step)) if evaluate is not None else None,
@@ -202,8 +236,8 @@ def train_online(
         "tokens": result.state.tokens,
         "wall_s": result.state.wall_s,
         "tokens_per_s": result.state.tokens / result.state.wall_s if result.state.wall_s > 0 else None,
-        "setup_s": setup_s,
-        "judge": online_judge.name,
+        "setup_s": setup.setup_s,
+        "judge": setup.judge.name,
         "queries": int(counters["queries"]),
         "reward_evals": int(counters["reward_evals"]),
         "gen_tokens": int(counters["gen_tokens"]),
@@ -244,9 +278,10 @@ def best_of_n_kl(n: int) -> float:
     return math.log(n) - (n - 1) / n
 
 
-def _best_of_n(cfg: RunConfig, method: Method, recipe: Recipe, policy: Policy, reference: Policy,
-               sampler: Sampler, judge: OnlineJudge, world: Any | None, out: Path) -> TrainResult:
+def _best_of_n(cfg: RunConfig, method: Method, setup: OnlineSetup, out: Path) -> TrainResult:
     """Best-of-n trains nothing: save the policy and the selection rule; evaluate on the world."""
+    policy, reference, sampler, judge, world = setup.policy, setup.reference, setup.sampler, setup.judge, setup.world
+    recipe = setup.recipe
     out.mkdir(parents=True, exist_ok=True)
     save_yaml(cfg, out / "config.yaml")
     policy.save(out / "policy")

@@ -134,12 +134,13 @@ class BuildContext:
             for c in candidates:
                 c.ref = list(c.own)
             return
-        prompt_ids = [c.prompt_ids for c in candidates for _ in c.ids]
-        response_ids = [y for c in candidates for y in c.ids]
-        scores = self.reference.logprob_ids(prompt_ids, response_ids).tolist() if response_ids else []
-        at = 0
+        keys = {(tuple(c.prompt_ids), tuple(y)): None for c in candidates for y in c.ids}
+        unique = list(keys)
+        scores = self.reference.logprob_ids([list(p) for p, _ in unique], [list(y) for _, y in unique],
+                                            batch_size=64).tolist() if unique else []
+        score_of = dict(zip(unique, scores))
         for c in candidates:
-            c.ref, at = scores[at:at + len(c.ids)], at + len(c.ids)
+            c.ref = [score_of[(tuple(c.prompt_ids), tuple(y))] for y in c.ids]
 
     def scores(self, candidates: list[Candidates]) -> list[torch.Tensor]:
         """A scalar score per candidate: a reward model's, or the win-rate over all pairs."""

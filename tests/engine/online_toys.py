@@ -1,0 +1,114 @@
+"""Toys for the online-engine tests: a one-token policy over N actions and matrix judges.
+
+``one_token_policy`` is a real ``prefkit.policy.Policy`` (word tokenizer, ``Policy.sample``,
+``sequence_logps``) whose model ignores its input and returns the same logits at every
+position: free parameters ``theta`` on the N action tokens, ``-inf`` on every other token.
+With ``max_new_tokens=1`` a response is one action and ``log pi(a_i) = log softmax(theta)_i``,
+i.e. the tabular softmax policy of ``prefkit.games``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+from torch import nn
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from prefkit.config import RunConfig, load
+from prefkit.policy import Policy, use_full_forward
+from prefkit.policy.tokenizer import fit_word_tokenizer
+
+PROMPT = "x"
+
+
+class OneTokenLM(nn.Module):
+    """Logits ``theta`` on the action tokens, ``-inf`` elsewhere, at every position (float64)."""
+
+    def __init__(self, vocab_size: int, action_ids: Sequence[int], logits: Sequence[float]) -> None:
+        super().__init__()
+        theta = torch.zeros(vocab_size, dtype=torch.float64)
+        theta[list(action_ids)] = torch.as_tensor(np.asarray(logits, dtype=np.float64))
+        self.theta = nn.Parameter(theta)
+        mask = torch.zeros(vocab_size, dtype=torch.bool)
+        mask[list(action_ids)] = True
+        self.register_buffer("mask", mask)
+        self.action_ids = list(action_ids)
+        self.config = SimpleNamespace(vocab_size=vocab_size, max_position_embeddings=64)
+        use_full_forward(self)
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None,
+                use_cache=False, **kwargs):
+        logits = self.theta.masked_fill(~self.mask, float("-inf"))
+        return CausalLMOutputWithPast(logits=logits.expand(*input_ids.shape, -1))
+
+    def get_output_embeddings(self):
+        return None
+
+    def probs(self) -> np.ndarray:
+        """The policy over the actions, ``[N]``."""
+        return torch.softmax(self.theta.detach()[self.action_ids], dim=0).numpy()
+
+
+def action_names(n: int) -> list[str]:
+    return [f"a{i}" for i in range(n)]
+
+
+def one_token_policy(logits: Sequence[float]) -> Policy:
+    names = action_names(len(logits))
+    tokenizer = fit_word_tokenizer([" ".join([PROMPT, *names])], max_vocab=64)
+    ids = [tokenizer.convert_tokens_to_ids(name) for name in names]
+    return Policy(OneTokenLM(len(tokenizer), ids, logits), tokenizer)
+
+
+class MatrixJudge:
+    """``P(a beats b) = P[a, b]`` for action names; counts calls (a ``PreferenceModel``)."""
+
+    def __init__(self, P: np.ndarray, *, shift: Sequence[float] | None = None) -> None:
+        self.P = np.asarray(P, dtype=np.float64)
+        self.index = {name: i for i, name in enumerate(action_names(len(self.P)))}
+        self.calls = 0
+
+    def prob(self, prompts, a, b) -> torch.Tensor:
+        self.calls += 1
+        return torch.tensor([self.P[self.index[x], self.index[y]] for x, y in zip(a, b)], dtype=torch.float32)
+
+
+class RewardJudge:
+    """A scalar reward per action (a Bradley-Terry reward model: ``embed`` is ``[N, 1]``), plus an
+    optional per-prompt shift ``delta[prompt]`` added to every reward of that prompt."""
+
+    def __init__(self, rewards: Sequence[float], delta: dict[str, float] | None = None) -> None:
+        self.rewards = np.asarray(rewards, dtype=np.float64)
+        self.index = {name: i for i, name in enumerate(action_names(len(self.rewards)))}
+        self.delta = delta or {}
+
+    def embed(self, prompts, responses) -> torch.Tensor:
+        values = [self.rewards[self.index[y]] + self.delta.get(p, 0.0) for p, y in zip(prompts, responses)]
+        return torch.tensor(values, dtype=torch.float64)[:, None]
+
+    def prob_from_embeddings(self, e_a, e_b) -> torch.Tensor:
+        return torch.sigmoid(e_a[:, 0] - e_b[:, 0]).float()
+
+    def prob(self, prompts, a, b) -> torch.Tensor:
+        return self.prob_from_embeddings(self.embed(prompts, a), self.embed(prompts, b))
+
+
+def random_game(n: int, seed: int) -> np.ndarray:
+    """``P[i, j] ~ U(0, 1)`` below the diagonal, ``P + P.T = 1`` (the EGPO experiments' games)."""
+    rng = np.random.default_rng(seed)
+    P = np.full((n, n), 0.5)
+    for i in range(n):
+        for j in range(i):
+            P[i, j] = rng.uniform()
+            P[j, i] = 1 - P[i, j]
+    return P
+
+
+def toy_config(tmp_path, method: str, *overrides: str) -> RunConfig:
+    return load(RunConfig, None, [
+        f"method={method}", f"out={tmp_path / 'run'}", "train.steps=4", "train.max_length=16",
+        "train.max_grad_norm=null", "train.log_every=1", "online.max_new_tokens=1", *overrides,
+    ])
