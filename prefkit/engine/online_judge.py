@@ -124,6 +124,8 @@ class OnlineJudge:
     def rewards(self, prompts: Sequence[Text], groups: Sequence[Sequence[str]]) -> list[torch.Tensor]:
         """A scalar score per response: the reward model's (K evaluations per prompt), or with
         ``online.reward=win_rate`` the mean win-rate against the group's other responses."""
+        if not groups:
+            return []
         if self.uses_reward_model():
             flat_p = [p for p, group in zip(prompts, groups) for _ in group]
             flat_y = [y for group in groups for y in group]

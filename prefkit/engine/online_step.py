@@ -262,10 +262,13 @@ def logps_and_token_kl(model: torch.nn.Module, reference: torch.nn.Module, batch
         ref_logits = reference(**kwargs).logits[:, :-1].float()
     logprobs = torch.log_softmax(logits, dim=-1)
     ref_logprobs = torch.log_softmax(ref_logits, dim=-1)
-    mask = batch.response_mask[:, 1:].to(logits.dtype)
+    mask = batch.response_mask[:, 1:]
     target = batch.input_ids[:, 1:]
     token_logps = logprobs.gather(-1, target[..., None]).squeeze(-1)
-    sums = (token_logps * mask).sum(dim=1)
-    kl = (logprobs.exp() * (logprobs - ref_logprobs)).sum(dim=-1)
-    token_kl = (kl * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+    sums = torch.where(mask, token_logps, 0.0).sum(dim=1)
+    probs = logprobs.exp()
+    support = probs > 0  # tokens the policy cannot emit contribute 0 (and no NaN gradient)
+    gap = torch.where(support, logprobs, 0.0) - torch.where(support, ref_logprobs, 0.0)
+    kl = torch.where(mask, (probs * gap).sum(dim=-1), 0.0)
+    token_kl = kl.sum(dim=1) / mask.sum(dim=1).clamp(min=1)
     return sums, token_kl

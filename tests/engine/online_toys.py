@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
+from safetensors.torch import save_file
 from torch import nn
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
@@ -25,10 +26,12 @@ PROMPT = "x"
 
 
 class OneTokenLM(nn.Module):
-    """Logits ``theta`` on the action tokens, ``-inf`` elsewhere, at every position (float64)."""
+    """Logits ``theta`` on the action tokens (``-inf`` elsewhere) at every position, except that
+    after an action the end-of-sequence token is certain: ``log pi(a_i [eos]) = log pi(a_i)``."""
 
-    def __init__(self, vocab_size: int, action_ids: Sequence[int], logits: Sequence[float]) -> None:
+    def __init__(self, vocab_size: int, action_ids: Sequence[int], logits: Sequence[float], eos_id: int) -> None:
         super().__init__()
+        self.eos_id = eos_id
         theta = torch.zeros(vocab_size, dtype=torch.float64)
         theta[list(action_ids)] = torch.as_tensor(np.asarray(logits, dtype=np.float64))
         self.theta = nn.Parameter(theta)
@@ -41,14 +44,25 @@ class OneTokenLM(nn.Module):
 
     def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None,
                 use_cache=False, **kwargs):
-        logits = self.theta.masked_fill(~self.mask, float("-inf"))
-        return CausalLMOutputWithPast(logits=logits.expand(*input_ids.shape, -1))
+        choose = self.theta.masked_fill(~self.mask, float("-inf"))
+        stop = torch.full_like(choose, float("-inf"))
+        stop[self.eos_id] = 0.0
+        after_action = self.mask[input_ids] & (input_ids != self.eos_id)
+        logits = torch.where(after_action[..., None], stop, choose)
+        return CausalLMOutputWithPast(logits=logits)
 
     def get_output_embeddings(self):
         return None
 
+    def __setstate__(self, state):  # a deep copy (frozen reference) is also scored by full forward
+        super().__setstate__(state)
+        use_full_forward(self)
+
+    def save_pretrained(self, directory) -> None:
+        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, f"{directory}/model.safetensors")
+
     def probs(self) -> np.ndarray:
-        """The policy over the actions, ``[N]``."""
+        """The policy over the actions (and eos when it is one), ``[N]``."""
         return torch.softmax(self.theta.detach()[self.action_ids], dim=0).numpy()
 
 
@@ -56,17 +70,22 @@ def action_names(n: int) -> list[str]:
     return [f"a{i}" for i in range(n)]
 
 
-def one_token_policy(logits: Sequence[float]) -> Policy:
+def one_token_policy(logits: Sequence[float], *, prompts: Sequence[str] = (PROMPT,),
+                     eos_logit: float | None = None) -> Policy:
+    """The one-token policy with ``logits`` on actions ``a0..a{N-1}``; with ``eos_logit`` the
+    end-of-sequence token is one more choice (its response is empty)."""
     names = action_names(len(logits))
-    tokenizer = fit_word_tokenizer([" ".join([PROMPT, *names])], max_vocab=64)
+    tokenizer = fit_word_tokenizer([" ".join([*prompts, *names])], max_vocab=64)
     ids = [tokenizer.convert_tokens_to_ids(name) for name in names]
-    return Policy(OneTokenLM(len(tokenizer), ids, logits), tokenizer)
+    if eos_logit is not None:
+        ids, logits = [*ids, tokenizer.eos_token_id], [*logits, eos_logit]
+    return Policy(OneTokenLM(len(tokenizer), ids, logits, tokenizer.eos_token_id), tokenizer)
 
 
 class MatrixJudge:
     """``P(a beats b) = P[a, b]`` for action names; counts calls (a ``PreferenceModel``)."""
 
-    def __init__(self, P: np.ndarray, *, shift: Sequence[float] | None = None) -> None:
+    def __init__(self, P: np.ndarray) -> None:
         self.P = np.asarray(P, dtype=np.float64)
         self.index = {name: i for i, name in enumerate(action_names(len(self.P)))}
         self.calls = 0
