@@ -59,7 +59,13 @@ class OnlineJudge:
     @property
     def has_scalar_reward(self) -> bool:
         """A scoring model with a 1-dimensional embedding is a (Bradley-Terry) reward model."""
-        return isinstance(self.model, ScoringPreferenceModel) and getattr(self.model, "dim", None) in (None, 1)
+        if not isinstance(self.model, ScoringPreferenceModel):
+            return False
+        kind = getattr(self.model, "kind", None)  # prefkit.preference's neural models say what they are
+        if isinstance(kind, str) and kind:
+            return kind == "bt"
+        size = getattr(getattr(self.model, "head", None), "embedding_size", None)
+        return size in (None, 1)
 
     def uses_reward_model(self) -> bool:
         """Whether scalar rewards come from the model itself (else from all-pairs win-rates)."""

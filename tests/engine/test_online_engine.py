@@ -328,3 +328,17 @@ def test_train_dispatches_online_methods(tmp_path, world):
     cfg = world_config(tmp_path, "nash_md", "train.steps=1")
     result = loop_module.train(cfg, data=TrainData(prompts=world.prompts("train", 4)), progress=False)
     assert result.metrics["method"] == "nash_md" and result.metrics["queries"] == 6
+
+
+def test_the_vllm_backend_without_vllm_is_a_clear_error(tmp_path):
+    pytest.importorskip("torch")
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        pass
+    else:  # pragma: no cover - only on machines with vLLM
+        pytest.skip("vLLM is installed here")
+    cfg = toy_config(tmp_path, "online_dpo", "online.backend=vllm")
+    with pytest.raises(ImportError, match=r"prefkit\[vllm\]"):
+        build_online_run(cfg, get_method("online_dpo"), data=TrainData(prompts=[PROMPT]),
+                         policy=one_token_policy(np.zeros(4)), judge=MatrixJudge(BT))
