@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
@@ -34,7 +35,7 @@ from prefkit.policy import sequence_logps
 
 
 class NoPreferenceSignalError(ValueError):
-    """Every prompt of a round was skipped (identical samples, ties): nothing to learn from."""
+    """No prompt of the run's rounds so far gave a preference signal (identical samples, ties)."""
 
 
 def seed_of(seed: int, batch: int, salt: int) -> int:
@@ -63,6 +64,8 @@ class OnlineRun:
         self.compute_s = 0.0
         self.empty_steps = 0
         self.rows_seen = 0
+        self.rows_built = 0
+        self.warned_empty = False
         self.exact_kl = ctx.recipe.exact_kl and float(loss.kwargs.get("beta", loss.spec.defaults.get("beta", 0))) > 0
 
     # -- round geometry -------------------------------------------------------------------------
@@ -96,11 +99,19 @@ class OnlineRun:
         if len(merged) == 0:
             reasons = ", ".join(f"{n} {why}" for why, n in sorted(self.ctx.skipped.items())) or "no rows"
             where = f"step {self.round_start(r) + 1}" if self.per_step else f"round {r + 1}"
-            raise NoPreferenceSignalError(
-                f"{where}: none of its {merged.prompts} prompts gave a preference signal (skipped so far: "
-                f"{reasons}); the samples are identical or tied. Raise online.temperature or "
-                "online.samples_per_prompt, or check the policy and max_new_tokens"
-            )
+            message = (f"{where}: none of its {merged.prompts} prompts gave a preference signal (skipped so far: "
+                       f"{reasons}); the samples are identical or tied")
+            if self.rows_built == 0:
+                raise NoPreferenceSignalError(
+                    f"{message}. Raise online.temperature or online.samples_per_prompt, or check the policy "
+                    "and max_new_tokens"
+                )
+            # The policy has collapsed onto one response per prompt: skip the round (counted in
+            # ``empty_steps``), say so once, and keep going; a later round may find signal again.
+            if not self.warned_empty:
+                warnings.warn(f"{message}; such rounds are skipped and counted in empty_steps", stacklevel=2)
+                self.warned_empty = True
+        self.rows_built += len(merged)
         self.round_index, self.round_rows = r, merged
         return merged
 
@@ -220,6 +231,7 @@ class OnlineRun:
             "compute_s": self.compute_s,
             "empty_steps": self.empty_steps,
             "rows_seen": self.rows_seen,
+            "rows_built": self.rows_built,
             "skipped": dict(self.ctx.skipped),
         }
         if self.round_index is not None and self.round_rows is not None and not self.per_step:
@@ -232,6 +244,7 @@ class OnlineRun:
         self.compute_s = float(state["compute_s"])
         self.empty_steps = int(state["empty_steps"])
         self.rows_seen = int(state.get("rows_seen", 0))
+        self.rows_built = int(state.get("rows_built", 0))
         self.ctx.skipped.clear()
         self.ctx.skipped.update({k: int(v) for k, v in state["skipped"].items()})
         if "round" in state:

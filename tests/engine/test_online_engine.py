@@ -255,6 +255,27 @@ def test_all_empty_generations_give_a_clear_error(tmp_path):
                      judge=MatrixJudge(BT[:2, :2]), progress=False)
 
 
+def test_a_policy_that_collapses_mid_run_skips_rounds_and_counts_them(tmp_path):
+    """Signal at step 1, then the policy puts all its mass on a0: later rounds have no signal;
+    they are skipped (no update, ``empty_steps``) with one warning instead of stopping the run."""
+    policy = one_token_policy(np.zeros(4))
+    cfg = toy_config(tmp_path, "online_dpo", "online.prompts_per_step=8", "train.steps=3")
+    setup = build_online_run(cfg, get_method("online_dpo"), data=TrainData(prompts=[PROMPT]), policy=policy,
+                             reference=one_token_policy(np.zeros(4)), judge=MatrixJudge(BT))
+    optimizer = torch.optim.SGD(policy.model.parameters(), lr=0.1)
+    metrics, _ = setup.run.step_fn(0, optimizer)
+    assert metrics["rows"] > 0 and metrics["empty_steps"] == 0
+    with torch.no_grad():
+        policy.model.theta[policy.model.action_ids] = torch.tensor([40.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+    optimizer.zero_grad(set_to_none=True)
+    with pytest.warns(UserWarning, match="skipped and counted"):
+        metrics, tokens = setup.run.step_fn(1, optimizer)
+    assert metrics["rows"] == 0 and metrics["loss"] == 0.0 and tokens == 0
+    assert policy.model.theta.grad is None
+    metrics, _ = setup.run.step_fn(2, optimizer)
+    assert metrics["empty_steps"] == 2 and metrics["skipped/identical"] >= 16
+
+
 def test_prompts_without_signal_are_skipped_and_counted(tmp_path):
     """Two equally likely actions, two samples: about half the prompts draw the same action twice;
     they are skipped, counted in ``skipped/identical`` and cost no query."""
