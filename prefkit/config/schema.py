@@ -149,7 +149,16 @@ class EvalConfig:
     samples: int = 8
     """Responses sampled per prompt and per policy."""
     max_new_tokens: int = 16
-    temperature: float = 1.0
+    temperature: float = 0.7
+    """Sampling temperature of the win-rate samples (0.7: AlpacaFarm's evaluation temperature).
+    KL(policy || reference) is always estimated from separate samples at temperature 1, the
+    models' own distributions."""
+
+    def __post_init__(self) -> None:
+        if self.prompts <= 0 or self.samples <= 0 or self.max_new_tokens <= 0:
+            raise ValueError("eval.prompts, eval.samples and eval.max_new_tokens must be positive")
+        if self.temperature <= 0:
+            raise ValueError(f"eval.temperature must be positive, got {self.temperature}")
 
 
 @dataclass(frozen=True)
