@@ -179,3 +179,11 @@ def test_saved_config_round_trips(tmp_path):
     cfg = tiny_config(tmp_path)
     train(cfg, data=TrainData(pairs=make_pairs(4)), progress=False)
     assert to_dict(load(RunConfig, tmp_path / "run" / "config.yaml")) == to_dict(cfg)
+
+
+def test_bf16_autocast_trains_and_keeps_fp32_master_weights(tmp_path):
+    cfg = tiny_config(tmp_path, "dpo", "train.precision=bf16", "train.steps=3", "train.batch_size=8")
+    result = train(cfg, data=TrainData(pairs=make_pairs(8)), progress=False)
+    losses = [h["loss"] for h in result.history]
+    assert all(v == v for v in losses) and losses[0] == pytest.approx(0.6931, abs=2e-2)
+    assert next(result.policy.model.parameters()).dtype == torch.float32
