@@ -180,6 +180,8 @@ class RewardModelConfig:
     (written by ``prefkit rm strength``); 0 disables it."""
     ties: Literal["train", "exclude"] = "train"
     """Pairs labelled 1/2: train toward P = 1/2, or leave them out of training (counted)."""
+    freeze_backbone: bool = False
+    """Train the head only (a probe on the backbone's frozen representations)."""
 
     def __post_init__(self) -> None:
         if self.dim <= 0 or self.dim % 2:

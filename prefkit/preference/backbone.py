@@ -22,6 +22,7 @@ tokenizer with neither pad nor eos, or a pad id outside the embedding table, is 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,23 @@ BackboneKind = Literal["causal", "encoder"]
 Pooling = Literal["last", "mean", "cls"]
 
 _DTYPE_ARGUMENT = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """No transformers progress bars or load reports inside the block (loading a causal LM's
+    base model reports its unused LM head as unexpected, which is intended here)."""
+    from transformers.utils import logging as hf_logging
+
+    enabled, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 # -- text rendering ---------------------------------------------------------------------------
@@ -300,8 +318,9 @@ class TextBackbone(nn.Module):
         }
 
     def save(self, directory: Path) -> None:
-        self.model.save_pretrained(directory, safe_serialization=True)
-        self.tokenizer.save_pretrained(directory)
+        with quiet_transformers():
+            self.model.save_pretrained(directory)
+            self.tokenizer.save_pretrained(directory)
 
 
 class FeatureBackbone(nn.Module):
@@ -422,13 +441,14 @@ def load_backbone(
             file=str(path),
         )
     try:
-        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
-        resolved = detect_backbone_kind(config) if kind == "auto" else kind
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-        model = AutoModel.from_pretrained(
-            source, trust_remote_code=trust_remote_code, use_safetensors=True,
-            **{_DTYPE_ARGUMENT: torch.float32},
-        )
+        with quiet_transformers():
+            config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+            resolved = detect_backbone_kind(config) if kind == "auto" else kind
+            tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+            model = AutoModel.from_pretrained(
+                source, trust_remote_code=trust_remote_code, use_safetensors=True,
+                **{_DTYPE_ARGUMENT: torch.float32},
+            )
     except (OSError, ValueError, KeyError) as error:
         if isinstance(error, InputError):
             raise

@@ -120,10 +120,12 @@ def load_preference_model(directory: str | os.PathLike[str], *, device: str | to
     if not weights_path.is_file():
         raise InputError(f"missing {HEAD_WEIGHTS}", file=str(root))
     weights = load_file(weights_path)
-    missing, unexpected = head.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise InputError(f"head weights do not match the manifest (missing {missing}, unexpected {unexpected})",
+    expected = {k: tuple(v.shape) for k, v in head.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in weights.items()}
+    if expected != found:
+        raise InputError(f"head weights do not match the manifest (expected {expected}, found {found})",
                          file=str(weights_path))
+    head.load_state_dict(weights)
     model = build_model(manifest["kind"], backbone, head).to(target)
     model.eval()
     for p in model.parameters():

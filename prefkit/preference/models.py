@@ -173,13 +173,9 @@ class PairwisePreferenceModel(_NeuralModel):
         ls = torch.nn.functional.logsigmoid
         return torch.logaddexp(ls(forward), ls(-backward)) - torch.logaddexp(ls(-forward), ls(backward))
 
-    @staticmethod
-    def _debiased(forward: torch.Tensor, backward: torch.Tensor) -> torch.Tensor:
-        return 0.5 * (torch.sigmoid(forward) + 1.0 - torch.sigmoid(backward))
-
     def prob(self, prompts: Sequence[Text], a: Sequence[Text], b: Sequence[Text], *, batch_size: int = 32) -> torch.Tensor:
-        """``(P(a first beats b) + 1 - P(b first beats a)) / 2``, ``[N]``."""
-        return self._debiased(*self.ordered_logits(prompts, a, b, batch_size=batch_size)).float()
+        """``(P(a first beats b) + 1 - P(b first beats a)) / 2``, ``[N]`` (exactly 1/2 when ``a == b``)."""
+        return torch.sigmoid(self.debiased_logit(*self.ordered_logits(prompts, a, b, batch_size=batch_size))).float()
 
 
 MODEL_CLASSES: dict[str, type[_NeuralModel]] = {

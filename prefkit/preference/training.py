@@ -305,6 +305,8 @@ def build_preference_model(cfg: RunConfig, records: Sequence[PairRecord], device
     else:
         backbone = load_backbone(cfg.model, kind=rm.backbone, pooling=rm.pooling, max_length=cfg.train.max_length,
                                  device=device, trust_remote_code=cfg.trust_remote_code)
+    if rm.freeze_backbone:
+        backbone.requires_grad_(False)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         head = build_head(rm.kind, backbone.hidden_size, dim=rm.dim, tau=rm.tau, normalize=rm.normalize,
