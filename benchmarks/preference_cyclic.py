@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 from prefkit.config import RunConfig, TinyConfig, TrainConfig, load
-from prefkit.preference import FeatureBackbone, build_head, build_model, evaluate_pairs, fit
+from prefkit.engine.reward_models import fit, pair_data, tensor_pair_data
+from prefkit.preference import FeatureBackbone, build_head, build_model, evaluate_pairs
 from prefkit.preference.synthetic import (
     best_ordering_accuracy,
     cyclic_tournament,
@@ -38,7 +39,6 @@ from prefkit.preference.synthetic import (
     text_pairs,
     win_counts,
 )
-from prefkit.preference.training import pair_data, tensor_pair_data
 
 SETS = {
     "3-cycle": (cyclic_tournament(3), [["rock"], ["scissors"], ["paper"]]),
@@ -76,7 +76,7 @@ def features_run(name: str, kind: str, seed: int, args: argparse.Namespace) -> t
 
 
 def text_run(name: str, kind: str, seed: int, args: argparse.Namespace) -> tuple[float, float]:
-    from prefkit.preference.training import build_preference_model
+    from prefkit.engine.reward_models import build_preference_model
 
     beats, words = SETS[name]
     rng = np.random.default_rng(seed)

@@ -36,10 +36,10 @@ import torch
 
 from prefkit.config import RunConfig, TinyConfig, load
 from prefkit.data.records import PairRecord
+from prefkit.engine.reward_models import build_preference_model, fit, pair_data, tensor_pair_data
 from prefkit.losses import preference_strength
-from prefkit.preference import FeatureBackbone, build_head, build_model, fit, noise
+from prefkit.preference import FeatureBackbone, build_head, build_model, noise
 from prefkit.preference.evaluation import accuracy_from_probabilities
-from prefkit.preference.training import build_preference_model, pair_data, tensor_pair_data
 
 FLIP = 0.2
 MEMBERS = 5

@@ -99,7 +99,7 @@ def _config(args: argparse.Namespace, extra: list[str] | None = None):
 
 
 def _train(args: argparse.Namespace) -> int:
-    from prefkit.preference.training import train_preference_model
+    from prefkit.engine.reward_models import train_preference_model
 
     cfg = _config(args)
     if cfg.data.path is None:
@@ -164,9 +164,9 @@ def _strength(args: argparse.Namespace) -> int:
 
     from prefkit.cli.sim import write_jsonl_atomic
     from prefkit.data import read_pairs
+    from prefkit.engine.reward_models import train_preference_model
     from prefkit.preference import noise
     from prefkit.preference.io import load_preference_model
-    from prefkit.preference.training import train_preference_model
 
     if not 0.0 <= args.fraction < 1.0:
         raise ValueError(f"--fraction must be in [0, 1), got {args.fraction}")

@@ -33,7 +33,6 @@ from prefkit.preference.models import (
     build_model,
 )
 from prefkit.preference.ranking import preference_matrix, rank
-from prefkit.preference.training import fit, train_preference_model
 
 __all__ = [
     "EmbeddingPreferenceModel",
@@ -53,7 +52,6 @@ __all__ = [
     "build_model",
     "checked_probabilities",
     "evaluate_pairs",
-    "fit",
     "load_backbone",
     "load_preference_model",
     "preference_matrix",
@@ -61,5 +59,4 @@ __all__ = [
     "save_preference_model",
     "symmetrised",
     "tiny_backbone",
-    "train_preference_model",
 ]

@@ -40,6 +40,10 @@ class ScoringPreferenceModel(PreferenceModel, Protocol):
     def prob_from_embeddings(self, e_a: torch.Tensor, e_b: torch.Tensor) -> torch.Tensor: ...
 
 
+TIE = 0.5
+"""The label of a tie: P(chosen beats rejected) = 1/2."""
+
+
 class JudgeError(ValueError):
     """A judge returned something that is not a probability."""
 

@@ -16,8 +16,7 @@ from typing import Any
 import torch
 
 from prefkit.data.records import PairRecord
-from prefkit.preference.base import PreferenceModel, call_batched, checked_probabilities
-from prefkit.preference.training import TIE
+from prefkit.preference.base import TIE, PreferenceModel, call_batched, checked_probabilities
 
 
 def probabilities(model: PreferenceModel, records: Sequence[PairRecord], *, batch_size: int = 64) -> torch.Tensor:

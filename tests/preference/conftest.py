@@ -21,10 +21,15 @@ def make_model(kind: str, *, seed: int = 0, dropout: float = 0.0, **head_kwargs)
     return build_model(kind, backbone, head)
 
 
-@pytest.fixture
-def records() -> list[PairRecord]:
+def example_records() -> list[PairRecord]:
+    """Two decided pairs and a tie."""
     return [
         PairRecord(prompt="what is the sky", chosen="the sky is blue", rejected="the sky is green"),
         PairRecord(prompt="tell me a joke", chosen="a funny joke", rejected="no joke"),
         PairRecord(prompt="hello there", chosen="hello", rejected="there", label=0.5),
     ]
+
+
+@pytest.fixture
+def records() -> list[PairRecord]:
+    return example_records()

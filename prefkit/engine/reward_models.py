@@ -2,7 +2,7 @@
 
 This module supplies the step (``step_fn(step, optimizer) -> (metrics, tokens)``); the engine
 owns the schedule, clipping, the optimizer step, the non-finite stop, metrics, checkpoints and
-``--resume`` (``engine.loop`` is imported lazily, inside the functions that drive it).
+``--resume``.
 
 Losses (all from :mod:`prefkit.losses`), with ``p`` the pair's label P(chosen beats rejected)
 after label smoothing ``p <- p (1 - eps) + (1 - p) eps``:
@@ -38,9 +38,11 @@ import torch.nn.functional as F
 
 from prefkit.config import RewardModelConfig, RunConfig
 from prefkit.data.records import PairRecord
+from prefkit.engine.loop import batch_indices, check_out_dir, optimize, seed_everything
 from prefkit.errors import InputError
 from prefkit.losses import bradley_terry, gpm
 from prefkit.preference.backbone import TextBackbone, load_backbone, tiny_backbone
+from prefkit.preference.base import TIE
 from prefkit.preference.heads import build_head
 from prefkit.preference.models import (
     EmbeddingPreferenceModel,
@@ -48,8 +50,6 @@ from prefkit.preference.models import (
     _NeuralModel,
     build_model,
 )
-
-TIE = 0.5
 
 
 @dataclass
@@ -233,7 +233,6 @@ def fit(
 ) -> FitResult:
     """Train ``model`` on ``data`` for ``cfg.train.steps`` optimizer steps with the engine's loop
     (outputs in ``cfg.out``: ``config.yaml``, ``metrics.jsonl``, ``checkpoints/``)."""
-    from prefkit.engine.loop import batch_indices, optimize
 
     if len(data) == 0:
         raise InputError("no pairs to train on")
@@ -366,7 +365,6 @@ def train_preference_model(
     preference model, docs/preference.md) and ``training_dynamics.jsonl`` (each pair's mean
     training loss)."""
     from prefkit.data import read_pairs
-    from prefkit.engine.loop import check_out_dir, seed_everything
     from prefkit.policy import resolve_device
     from prefkit.preference.evaluation import evaluate_pairs
     from prefkit.preference.io import save_preference_model

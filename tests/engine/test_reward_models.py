@@ -12,17 +12,18 @@ import torch.nn.functional as F
 
 from prefkit.config import RunConfig, load
 from prefkit.data.records import PairRecord
-from prefkit.errors import InputError
-from prefkit.losses import bradley_terry
-from prefkit.preference import FeatureBackbone, build_head, build_model, fit
-from prefkit.preference.training import (
+from prefkit.engine.reward_models import (
+    fit,
     pair_data,
     pair_objective,
     read_strength_column,
     tensor_pair_data,
     train_preference_model,
 )
-from tests.preference.conftest import make_model
+from prefkit.errors import InputError
+from prefkit.losses import bradley_terry
+from prefkit.preference import FeatureBackbone, build_head, build_model
+from tests.preference.conftest import example_records, make_model
 
 
 def _cfg(tmp_path, *overrides: str) -> RunConfig:
@@ -166,7 +167,8 @@ def test_resume_continues_exactly(tmp_path):
     torch.testing.assert_close(full_result.losses.total, resumed_result.losses.total)
 
 
-def test_train_preference_model_writes_the_run(tmp_path, records):
+def test_train_preference_model_writes_the_run(tmp_path):
+    records = example_records()
     cfg = _cfg(tmp_path, "train.steps=4", "train.batch_size=3", "tiny.hidden_size=16", "tiny.layers=1",
                "tiny.heads=2", "rm.kind=gpm", "rm.dim=4")
     result = train_preference_model(cfg, records=records, eval_records=records)
@@ -182,7 +184,8 @@ def test_train_preference_model_writes_the_run(tmp_path, records):
         train_preference_model(cfg, records=records)
 
 
-def test_adaptive_margin_reads_the_strength_column(tmp_path, records):
+def test_adaptive_margin_reads_the_strength_column(tmp_path):
+    records = example_records()
     path = tmp_path / "pairs.jsonl"
     rows = [{**r.to_json(), "strength_mean": s} for r, s in zip(records, (0.5, -1.0, 2.0))]
     path.write_text("\n".join(json.dumps(x) for x in rows) + "\n")
