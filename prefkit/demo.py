@@ -50,12 +50,23 @@ class Entry:
 
 OFFLINE: tuple[Entry, ...] = (
     Entry("DPO", "dpo", overrides={"loss": {"beta": 0.1}}),
-    Entry("IPO", "ipo", overrides={"loss": {"beta": 0.5}}),
-    Entry("cDPO", "cdpo", overrides={"loss": {"beta": 0.1}}),
-    Entry("robust DPO", "robust", overrides={"loss": {"beta": 0.1}}),
-    Entry("SimPO", "simpo"),
-    Entry("LiPO-lambda (K=4)", "lipo_lambda", data="lists", overrides={"loss": {"beta": 0.1}}),
-    Entry("ADPO (K=4)", "adpo", data="lists", overrides={"loss": {"beta": 1.0}}),
+    Entry("IPO", "ipo", overrides={"loss": {"beta": 0.02}}),
+    Entry("cDPO (eps 0.1)", "cdpo", overrides={"loss": {"beta": 0.1}}),
+    Entry("robust DPO (eps 0.1)", "robust", overrides={"loss": {"beta": 0.1}}),
+    Entry("SimPO", "simpo", overrides={"loss": {"beta": 1.0}}),
+    Entry("LiPO-lambda (K=4)", "lipo_lambda", data="lists",
+          overrides={"loss": {"beta": 0.1}, "train": {"steps": 100, "batch_size": 16}}),
+    Entry("ADPO (K=4)", "adpo", data="lists", overrides={"loss": {"params": {"tau": 5.0}}, "train": {"steps": 100}}),
+    Entry("RPO (DPO + NLL)", "rpo", overrides={"loss": {"beta": 0.1}}, fast=False),
+    Entry("DPO, length-normalised", "dpo_norm", overrides={"loss": {"beta": 2.0}}, fast=False),
+    Entry("SLiC hinge", "hinge", overrides={"loss": {"beta": 0.1}}, fast=False),
+    Entry("ORPO", "orpo", overrides={"loss": {"beta": 0.1}}, fast=False),
+    Entry("EXO", "exo_pair", overrides={"loss": {"beta": 0.1}}, fast=False),
+    Entry("NCA", "nca_pair", overrides={"loss": {"beta": 0.1}}, fast=False),
+    Entry("APO-zero", "apo_zero", overrides={"loss": {"beta": 0.1}}, fast=False),
+    Entry("DiscoPOP", "discopop", overrides={"loss": {"beta": 0.1}}, fast=False),
+    Entry("DPO-PL (K=4)", "dpo_pl", data="lists",
+          overrides={"loss": {"beta": 0.1}, "train": {"steps": 100, "batch_size": 16}}, fast=False),
 )
 """The offline methods of the demo (settings per method; every other setting is shared)."""
 
@@ -92,32 +103,38 @@ Learning rate (``DemoSettings.online_lr`` unless set here) and beta: the best of
 
 @dataclass(frozen=True)
 class DemoSettings:
+    """Everything shared by the demo's methods (per-method settings live in the entries).
+
+    Equal label budgets: ``pairs`` pairwise labels for the pairwise methods and ``lists`` ranked
+    lists of ``list_size`` (each costs ``K(K-1)/2`` pairwise labels) for the listwise ones.
+    """
+
     world: str = "transitive"
     seed: int = 0
     fast: bool = False
     tiny: TinyConfig = field(default_factory=lambda: TinyConfig(hidden_size=64, layers=2, heads=4))
     sft_sequences_per_prompt: int = 8
-    sft_steps: int = 400
+    sft_steps: int = 600
     sft_lr: float = 3e-3
-    pairs: int = 2000
+    pairs: int = 3000
     lists: int = 500
     list_size: int = 4
     steps: int = 200
     batch_size: int = 32
-    lr: float = 1e-3
+    lr: float = 1e-4
     eval: EvalConfig = field(default_factory=lambda: EvalConfig(prompts=120, samples=8, max_new_tokens=16))
     online_queries: int | None = None
     """Preference queries each online method may spend (``None``: ``pairs``, the offline budget)."""
-    online_prompts_per_step: int = 16
+    online_prompts_per_step: int = 32
     online_lr: float = 3e-3
-    online_max_steps: int = 150
+    online_max_steps: int = 200
     """Cap on an online method's optimizer steps (its budget may allow more)."""
 
     @classmethod
     def preset(cls, world: str, fast: bool, seed: int = 0) -> DemoSettings:
         if fast:
-            return cls(world=world, seed=seed, fast=True, sft_steps=250, pairs=1500, lists=400, steps=120,
-                       eval=EvalConfig(prompts=120, samples=4, max_new_tokens=16), online_max_steps=100)
+            return cls(world=world, seed=seed, fast=True,
+                       eval=EvalConfig(prompts=120, samples=4, max_new_tokens=16))
         return cls(world=world, seed=seed)
 
 
@@ -298,6 +315,19 @@ def run_online_entry(ctx: DemoContext, entry: Entry, progress: bool | None) -> d
     return row
 
 
+def reference_row(ctx: DemoContext) -> dict[str, Any]:
+    """The reference itself: win-rate 1/2 and KL 0 by definition; its exploitability on cyclic worlds."""
+    row = {"method": "reference (SFT)", "name": "reference", "win_rate": 0.5, "win_rate_se": 0.0,
+           "kl": 0.0, "kl_se": 0.0, "seconds": 0.0, "queries": 0}
+    if ctx.pool:
+        from prefkit.sim.evaluation import evaluate
+
+        prompts = ctx.world.prompts("eval", ctx.settings.eval.prompts)
+        ev = evaluate(ctx.world, prompts, ctx.ref_samples.texts, ctx.ref_samples.texts, pool=ctx.pool)
+        row.update(exploitability=ev.exploitability, exploitability_se=ev.exploitability_se)
+    return row
+
+
 def entries(fast: bool, extra: Sequence[Entry] = ()) -> list[Entry]:
     return [e for e in (*OFFLINE, *extra) if e.fast or not fast]
 
@@ -311,16 +341,19 @@ def run_demo(
     methods: Sequence[str] | None = None,
     progress: bool | None = None,
     log: Callable[[str], None] = print,
+    settings: DemoSettings | None = None,
 ) -> list[dict[str, Any]]:
-    """Run the demo and write the leaderboard files; returns the leaderboard rows."""
+    """Run the demo and write the leaderboard files; returns the leaderboard rows.
+
+    ``settings`` replaces the preset chosen by ``world``/``fast``/``seed`` (tests use a small one).
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    settings = DemoSettings.preset(world, fast, seed)
+    settings = settings or DemoSettings.preset(world, fast, seed)
     save_yaml(settings, out / "demo.yaml")
     start = time.perf_counter()
     ctx = prepare(settings, out, log, progress)
-    rows = [{"method": "reference (SFT)", "name": "reference", "win_rate": 0.5, "win_rate_se": 0.0,
-             "kl": 0.0, "kl_se": 0.0, "seconds": 0.0, "queries": 0}]
+    rows = [reference_row(ctx)]
     todo = [e for e in entries(fast, ONLINE) if methods is None or e.method in methods or e.label in methods]
     for entry in todo:
         row = run_entry(ctx, entry, progress)

@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fast", action="store_true", help="fewer steps and samples (under 3 minutes on 2 CPU cores)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--methods", nargs="+", help="only these methods (names or labels)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: fastest for the tiny models, robust on a busy machine)")
     p.add_argument("--json", action="store_true", help="print the leaderboard as one JSON object")
     p.set_defaults(func=run)
 
@@ -35,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if args.world not in WORLDS:
         raise ValueError(f"--world: unknown world {args.world!r} (known: {', '.join(sorted(WORLDS))})")
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
-    torch.set_num_threads(torch.get_num_threads())
+    torch.set_num_threads(args.threads)
     rows = run_demo(args.world, out=args.out, fast=args.fast, seed=args.seed, methods=args.methods, log=log)
     if args.json:
         print(json.dumps({"world": args.world, "out": args.out, "leaderboard": rows}))

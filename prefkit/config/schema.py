@@ -209,7 +209,67 @@ class EvalConfig:
     samples: int = 8
     """Responses sampled per prompt and per policy."""
     max_new_tokens: int = 16
-    temperature: float = 1.0
+    temperature: float = 0.7
+    """Sampling temperature of the win-rate samples (0.7: AlpacaFarm's evaluation temperature).
+    KL(policy || reference) is always estimated from separate samples at temperature 1, the
+    models' own distributions."""
+
+    def __post_init__(self) -> None:
+        if self.prompts <= 0 or self.samples <= 0 or self.max_new_tokens <= 0:
+            raise ValueError("eval.prompts, eval.samples and eval.max_new_tokens must be positive")
+        if self.temperature <= 0:
+            raise ValueError(f"eval.temperature must be positive, got {self.temperature}")
+
+
+@dataclass(frozen=True)
+class RewardModelConfig:
+    """A preference model (``prefkit rm train``; ``prefkit.preference``, docs/preference.md)."""
+
+    kind: Literal["bt", "gpm", "pairpm"] = "bt"
+    """``bt``: scalar reward (Bradley-Terry); ``gpm``: general preference embedding;
+    ``pairpm``: pairwise classifier over the prompt and both responses."""
+    backbone: Literal["auto", "causal", "encoder"] = "auto"
+    """How to read ``model``: ``auto`` decides from its config (BERT-like models are encoders)."""
+    pooling: Literal["auto", "last", "mean", "cls"] = "auto"
+    """``auto``: the last token for causal backbones, the mean over tokens for encoders."""
+    dim: int = 2
+    """GPM embedding size 2k (even)."""
+    tau: float = 0.1
+    """GPM temperature: ``P(a beats b) = sigmoid(s(a, b) / tau)``."""
+    normalize: bool = False
+    """GPM: L2-normalise the embeddings."""
+    eigenvalues: Literal["ones", "learned", "prompt"] = "ones"
+    """GPM per-block eigenvalues: all ones (the paper's default), learned constants, or
+    prompt-dependent ``k * softmax(W h_x / sqrt(d))``."""
+    dropout: float = 0.1
+    """Dropout on the pooled representation before the head (also what MC-dropout samples)."""
+    margin: float = 0.0
+    """BT/GPM: a constant margin added to each pair's data margin (``margin`` column)."""
+    label_smoothing: float = 0.0
+    """Target ``1 - eps`` instead of 1 (ties stay at 1/2)."""
+    adaptive_margin: float = 0.0
+    """BT: scale of the Secrets-of-RLHF-II adaptive margin read from a ``strength_mean`` column
+    (written by ``prefkit rm strength``); 0 disables it."""
+    ties: Literal["train", "exclude"] = "train"
+    """Pairs labelled 1/2: train toward P = 1/2, or leave them out of training (counted)."""
+    freeze_backbone: bool = False
+    """Train the head only (a probe on the backbone's frozen representations)."""
+
+    def __post_init__(self) -> None:
+        if self.dim <= 0 or self.dim % 2:
+            raise ValueError(f"rm.dim must be a positive even number (2k), got {self.dim}")
+        if not self.tau > 0:
+            raise ValueError(f"rm.tau must be positive, got {self.tau}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"rm.dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 <= self.label_smoothing < 0.5:
+            raise ValueError(f"rm.label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
+        if self.margin < 0 or self.adaptive_margin < 0:
+            raise ValueError("rm.margin and rm.adaptive_margin must be >= 0")
+        if self.kind == "pairpm" and (self.margin or self.adaptive_margin):
+            raise ValueError("rm.margin/rm.adaptive_margin need a score difference; pairpm has none")
+        if self.kind == "gpm" and self.adaptive_margin:
+            raise ValueError("rm.adaptive_margin is the Bradley-Terry (kind=bt) adaptive margin")
 
 
 @dataclass(frozen=True)
@@ -230,3 +290,4 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     online: OnlineConfig = field(default_factory=OnlineConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    rm: RewardModelConfig = field(default_factory=RewardModelConfig)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -13,13 +14,13 @@ from prefkit.policy import Policy, Samples
 
 
 def sample_texts(
-    policy: Policy, prompts: list[str], cfg: EvalConfig, seed: int
+    policy: Policy, prompts: list[str], cfg: EvalConfig, seed: int, *, temperature: float | None = None
 ) -> Samples:
     generator = torch.Generator(device=policy.device).manual_seed(seed)
     with torch.no_grad():
         return policy.sample(
-            prompts, cfg.samples, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-            generator=generator,
+            prompts, cfg.samples, max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature if temperature is None else temperature, generator=generator,
         )
 
 
@@ -44,8 +45,8 @@ def evaluate_on_world(
 ) -> tuple[Any, Samples]:
     """``(Evaluation, policy samples)`` of ``policy`` against ``reference`` under ``world``'s P*.
 
-    The KL estimate needs samples at temperature 1 (the policy's own distribution); at another
-    temperature it is left out.
+    Win-rates use samples at ``cfg.temperature``; the KL estimate uses samples at temperature 1
+    (the policy's own distribution), drawn separately when ``cfg.temperature != 1``.
     """
     from prefkit.sim.evaluation import evaluate
 
@@ -53,12 +54,13 @@ def evaluate_on_world(
     samples = sample_texts(policy, prompts, cfg, seed)
     if ref_samples is None:
         ref_samples = sample_texts(reference, prompts, cfg, seed + 1)
-    kwargs: dict[str, Any] = {}
-    if cfg.temperature == 1.0:
-        kwargs["policy_logps"] = samples.logps.numpy()
-        kwargs["ref_logps_of_policy_samples"] = reference_logps_of(samples, reference)
-    result = evaluate(world, prompts, samples.texts, ref_samples.texts, pool=pool, **kwargs)
-    return result, samples
+    result = evaluate(world, prompts, samples.texts, ref_samples.texts, pool=pool)
+    kl_samples = samples if cfg.temperature == 1.0 else sample_texts(policy, prompts, cfg, seed + 3, temperature=1.0)
+    kl = reference_logps_of(kl_samples, reference)
+    per_prompt = (kl_samples.logps.numpy() - kl).mean(axis=1)
+    kl_mean = float(per_prompt.mean())
+    kl_se = float(per_prompt.std(ddof=1) / np.sqrt(len(per_prompt))) if len(per_prompt) > 1 else 0.0
+    return replace(result, kl=kl_mean, kl_se=kl_se), samples
 
 
 def world_evaluator(cfg: RunConfig) -> Callable[[Policy, Policy | None, int], dict[str, Any]]:

@@ -306,6 +306,7 @@ def train(
     step)`` is called every ``train.eval_every`` steps and at the end; its numbers are logged.
     """
     method = get_method(cfg.method)
+    reference_given = reference is not None
     if method.step == "online":
         from prefkit.engine.online import train_online
 
@@ -377,6 +378,8 @@ def train(
         evaluate=(lambda step: evaluate(policy, reference, step)) if evaluate is not None else None,
     )
     policy.save(out / "policy")
+    if reference is not None and not cfg.ref_model and (cfg.model == "tiny" or reference_given):
+        reference.save(out / "reference")  # not loadable from a path otherwise (prefkit eval uses it)
     summary = {
         "method": method.name,
         "steps": run.state.step,

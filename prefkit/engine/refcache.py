@@ -51,10 +51,16 @@ def _key(examples: Examples, reference: Policy, cfg: TrainConfig, model_hash: st
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 
+def _length_sorted_chunks(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Example indices sorted by length and cut into batches: little padding, same results."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
 @torch.no_grad()
 def _compute(examples: Examples, reference: Policy, cfg: TrainConfig, batch_size: int) -> torch.Tensor:
     """Per-example reference log-prob sums: ``[N, 2]`` for pairs, ``[N, K]`` for lists,
-    ``[N]`` for sequences."""
+    ``[N]`` for sequences. Examples are scored in length-sorted batches."""
     pad_id = reference.tokenizer.pad_token_id
     keep_bos = reference.tokenizer.bos_token_id is not None
     model = reference.model
@@ -63,26 +69,28 @@ def _compute(examples: Examples, reference: Policy, cfg: TrainConfig, batch_size
     n = len(examples)
     try:
         if isinstance(examples, PairExamples):
+            lengths = [len(p) + max(len(c), len(r)) for p, c, r in
+                       zip(examples.prompt_ids, examples.chosen_ids, examples.rejected_ids)]
             out = torch.zeros(n, 2)
-            for start in range(0, n, batch_size):
-                index = list(range(start, min(n, start + batch_size)))
+            for index in _length_sorted_chunks(lengths, batch_size):
                 sums, _ = sequence_logps(model, examples.batch(index, cfg, pad_id, keep_bos).to(reference.device))
                 sums = sums.float().cpu()
                 out[index, 0], out[index, 1] = sums[: len(index)], sums[len(index) :]
             return out
         if isinstance(examples, ListExamples):
+            lengths = [len(p) + max(len(r) for r in group) for p, group in
+                       zip(examples.prompt_ids, examples.response_ids)]
             out = torch.zeros(n, examples.k)
-            for start in range(0, n, batch_size):
-                index = list(range(start, min(n, start + batch_size)))
+            for index in _length_sorted_chunks(lengths, batch_size):
                 batch, slots = examples.batch(index, cfg, pad_id, keep_bos)
                 sums, _ = sequence_logps(model, batch.to(reference.device))
                 block = torch.zeros(len(index) * examples.k)
                 block[slots] = sums.float().cpu()
                 out[index] = block.view(len(index), examples.k)
             return out
+        lengths = [len(p) + len(r) for p, r in zip(examples.prompt_ids, examples.response_ids)]
         out = torch.zeros(n)
-        for start in range(0, n, batch_size):
-            index = list(range(start, min(n, start + batch_size)))
+        for index in _length_sorted_chunks(lengths, batch_size):
             sums, _ = sequence_logps(model, examples.batch(index, cfg, pad_id, keep_bos).to(reference.device))
             out[index] = sums.float().cpu()
         return out

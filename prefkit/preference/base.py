@@ -40,6 +40,10 @@ class ScoringPreferenceModel(PreferenceModel, Protocol):
     def prob_from_embeddings(self, e_a: torch.Tensor, e_b: torch.Tensor) -> torch.Tensor: ...
 
 
+TIE = 0.5
+"""The label of a tie: P(chosen beats rejected) = 1/2."""
+
+
 class JudgeError(ValueError):
     """A judge returned something that is not a probability."""
 
@@ -99,3 +103,13 @@ class WorldJudge:
     def load_state_dict(self, state: dict) -> None:
         self.queries = int(state["queries"])
         self.rng.bit_generator.state = state["rng"]
+
+
+def call_batched(method, *args, batch_size: int):
+    """Call ``method(*args, batch_size=batch_size)`` when it takes a ``batch_size`` (prefkit's
+    neural models), else ``method(*args)`` (a judge that batches by itself)."""
+    import inspect
+
+    if "batch_size" in inspect.signature(method).parameters:
+        return method(*args, batch_size=batch_size)
+    return method(*args)

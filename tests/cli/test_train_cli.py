@@ -20,6 +20,7 @@ TINY = [
     "train.max_length=32",
     "train.lr=1e-2",
     "train.log_every=1",
+    "train.threads=1",
 ]
 
 
@@ -67,7 +68,7 @@ def _losses(out: Path) -> list[float]:
 
 @pytest.mark.slow
 def test_sigkill_then_resume_matches_an_uninterrupted_run(pairs_file, tmp_path):
-    steps = 120
+    steps = 80
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     full = tmp_path / "full"
     subprocess.run(_command(pairs_file, full, steps), check=True, env=env, capture_output=True)

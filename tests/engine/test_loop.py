@@ -179,3 +179,31 @@ def test_saved_config_round_trips(tmp_path):
     cfg = tiny_config(tmp_path)
     train(cfg, data=TrainData(pairs=make_pairs(4)), progress=False)
     assert to_dict(load(RunConfig, tmp_path / "run" / "config.yaml")) == to_dict(cfg)
+
+
+def test_bf16_autocast_trains_and_keeps_fp32_master_weights(tmp_path):
+    cfg = tiny_config(tmp_path, "dpo", "train.precision=bf16", "train.steps=3", "train.batch_size=8")
+    result = train(cfg, data=TrainData(pairs=make_pairs(8)), progress=False)
+    losses = [h["loss"] for h in result.history]
+    assert all(v == v for v in losses) and losses[0] == pytest.approx(0.6931, abs=2e-2)
+    assert next(result.policy.model.parameters()).dtype == torch.float32
+
+
+def test_trains_from_a_saved_hugging_face_directory_on_conversational_data(tmp_path):
+    from prefkit.config import TinyConfig
+    from prefkit.data import PairRecord
+    from prefkit.policy import build_tiny_checkpoint
+
+    pairs = [
+        PairRecord([{"role": "user", "content": f"topic {w} please"}],
+                   [{"role": "assistant", "content": f"good {w} answer"}],
+                   [{"role": "assistant", "content": "bad reply"}])
+        for w in ("alpha", "beta", "gamma", "delta")
+    ]
+    texts = ["user assistant topic please good answer bad reply alpha beta gamma delta"]
+    model_dir = build_tiny_checkpoint(tmp_path / "base", texts, TinyConfig(hidden_size=16, layers=1, heads=2))
+    cfg = tiny_config(tmp_path, "dpo", f"model={model_dir}", "train.steps=3")
+    result = train(cfg, data=TrainData(pairs=pairs), progress=False)
+    assert result.history[0]["loss"] == pytest.approx(0.693147, abs=1e-5)
+    assert result.history[-1]["rewards/margins"] > 0
+    assert not (tmp_path / "run" / "reference").exists()  # loadable from model_dir instead
