@@ -83,20 +83,28 @@ ONLINE: tuple[Entry, ...] = (
     Entry("online IPO (OMD)", "online_ipo", data="online", overrides={"loss": {"beta": 0.1}}, fast=False),
     Entry("DNO (3 rounds)", "dno", data="online", overrides={"loss": {"beta": 0.5}}, fast=False),
     Entry("SPPO (3 rounds)", "sppo", data="online", overrides={"loss": {"beta": 0.1}}, fast=False),
-    Entry("GPO (P* log-odds as GPM scores)", "gpo", data="online",
-          overrides={"loss": {"beta": 1.0}, "online": {"judge": "world-truth"}}, fast=False),
-    Entry("P3O (win-rate reward)", "p3o", data="online", overrides={"loss": {"beta": 0.02}, "online": _WIN_RATE}),
-    Entry("SuperHF (win-rate reward)", "superhf", data="online", overrides={"loss": {"beta": 0.35}, "online": _WIN_RATE},
+    Entry("GPO (GPM judge)", "gpo", data="online", overrides={"loss": {"beta": 1.0}, "online": {"judge": "gpm"}},
           fast=False),
-    Entry("GRAO (win-rate reward)", "grao", data="online", overrides={"train": {"lr": 1e-3}, "online": _WIN_RATE},
+    Entry("P3O (BT reward)", "p3o", data="online", overrides={"loss": {"beta": 0.02}, "online": {"judge": "bt"}}),
+    Entry("P3O (annotator win-rate)", "p3o", data="online", overrides={"loss": {"beta": 0.02}, "online": _WIN_RATE},
           fast=False),
-    Entry("expert iteration", "expert_iteration", data="online", overrides={"online": _WIN_RATE}, fast=False),
-    Entry("best-of-4 (annotator win-rate)", "best_of_n", data="online", overrides={"online": _WIN_RATE}),
+    Entry("SuperHF (BT reward)", "superhf", data="online", overrides={"loss": {"beta": 0.35}, "online": {"judge": "bt"}},
+          fast=False),
+    Entry("GRAO (BT reward)", "grao", data="online", overrides={"train": {"lr": 1e-3}, "online": {"judge": "bt"}},
+          fast=False),
+    Entry("expert iteration (BT reward)", "expert_iteration", data="online", overrides={"online": {"judge": "bt"}},
+          fast=False),
+    Entry("best-of-4 (BT reward)", "best_of_n", data="online", overrides={"online": {"judge": "bt"}}),
+    Entry("best-of-4 (annotator win-rate)", "best_of_n", data="online", overrides={"online": _WIN_RATE}, fast=False),
 )
-"""The online methods (sample -> judge -> update; docs/online.md). Each gets the same budget of
-preference queries from the same annotator pool (``DemoSettings.online_queries``, by default the
-offline label budget ``pairs``), so its number of steps is the budget over its queries per step.
-``online.judge=world-truth`` marks an oracle judge (the true preference), never the default.
+"""The online methods (sample -> judge -> update; docs/online.md). The judge is the world's
+annotator pool (the one that labelled the offline pairs), or a preference model trained on those
+``pairs`` (``online.judge`` ``bt``: a Bradley-Terry reward model; ``gpm``: a general preference
+model). Each method gets the same budget (``DemoSettings.online_queries``, by default ``pairs``)
+of annotator queries or, with a trained judge, of judge calls and reward evaluations, so its
+number of steps is the budget over its cost per step; a trained judge's own cost is the
+``pairs`` annotator labels it was fitted on. ``world-truth`` (the true preference) would be an
+oracle and is never used here.
 Learning rate (``DemoSettings.online_lr`` unless set here) and beta: the best of a small grid
 (lr 3e-4..1e-2, two betas) on the transitive world, seed 0, 1500 queries (benchmarks/RESULTS.md)."""
 
@@ -175,6 +183,8 @@ class DemoContext:
     lists: list
     pool: dict[str, list[list[str]]] | None
     log: Callable[[str], None]
+    preference_models: dict[str, Any] = field(default_factory=dict)
+    """Preference models trained on ``pairs`` for the online entries that judge with one (by kind)."""
 
 
 def prepare(settings: DemoSettings, out: Path, log: Callable[[str], None], progress: bool | None) -> DemoContext:
@@ -253,7 +263,7 @@ def online_config(settings: DemoSettings, entry: Entry, out: Path) -> tuple[RunC
     overrides = {**entry.overrides, "online": {**shared["online"], **entry.overrides.get("online", {})}}
     probe = _with_overrides(_base_config(s, out, entry.method, 1, s.online_lr), overrides)
     recipe = resolve_recipe(get_method(entry.method), probe.online)
-    queries, evals = feedback_per_step(recipe, probe.online)
+    queries, evals = feedback_per_step(recipe, probe.online, scalar_reward=probe.online.judge == "bt")
     budget = s.online_queries if s.online_queries is not None else s.pairs
     steps = min(s.online_max_steps, max(1, round(budget / max(queries + evals, 1e-9))))
     steps = max(steps, recipe.iterations or 1)
@@ -271,10 +281,15 @@ def run_online_entry(ctx: DemoContext, entry: Entry, progress: bool | None) -> d
     from prefkit.sim.evaluation import evaluate
 
     s = ctx.settings
-    cfg, recipe = online_config(s, entry, ctx.out / "runs" / entry.method)
-    kind = "truth" if cfg.online.judge == "world-truth" else "annotators"
-    judge = WorldJudge(ctx.world, kind=kind, seed=s.seed + 11)
+    run_name = entry.method + ("" if cfg_judge(entry) in ("world", "world-truth") else f"_{cfg_judge(entry)}")
+    cfg, recipe = online_config(s, entry, ctx.out / "runs" / run_name)
     t0 = time.perf_counter()
+    if cfg.online.judge in ("world", "world-truth"):
+        kind = "truth" if cfg.online.judge == "world-truth" else "annotators"
+        judge: Any = WorldJudge(ctx.world, kind=kind, seed=s.seed + 11)
+        labels = None
+    else:
+        judge, labels = demo_preference_model(ctx, cfg.online.judge, progress), len(ctx.pairs)
     if recipe.objective == "best_of_n":
         counted = OnlineJudge(judge, reward=cfg.online.reward)
         sampler = Sampler(ctx.reference, max_new_tokens=cfg.online.max_new_tokens)
@@ -292,6 +307,9 @@ def run_online_entry(ctx: DemoContext, entry: Entry, progress: bool | None) -> d
                                           ref_samples=ctx.ref_samples, pool=ctx.pool)
         kl, kl_se, steps = evaluation.kl, evaluation.kl_se, result.metrics["steps"]
         queries, reward_evals = result.metrics["queries"], result.metrics["reward_evals"]
+    judge_calls = 0
+    if labels is not None:  # a trained judge: the budget it consumed is the labels it was fitted on
+        judge_calls, queries = queries, labels
     row = {
         "method": entry.label,
         "name": entry.method,
@@ -304,15 +322,49 @@ def run_online_entry(ctx: DemoContext, entry: Entry, progress: bool | None) -> d
         "mean_utility": evaluation.mean_utility,
         "online": True,
         "steps": steps,
-        "judge": judge.name,
+        "judge": getattr(judge, "name", None) or f"{cfg.online.judge} trained on {labels} annotator pairs",
     }
     if reward_evals:
         row["reward_evals"] = reward_evals
+    if judge_calls:
+        row["judge_calls"] = judge_calls
     if recipe.objective == "best_of_n":
         row["kl_is_bound"] = True
     if evaluation.exploitability is not None:
         row.update(exploitability=evaluation.exploitability, exploitability_se=evaluation.exploitability_se)
     return row
+
+
+def cfg_judge(entry: Entry) -> str:
+    return entry.overrides.get("online", {}).get("judge", "world")
+
+
+def demo_preference_model(ctx: DemoContext, kind: str, progress: bool | None = None) -> Any:
+    """A ``bt`` or ``gpm`` preference model fitted on the demo's annotator pairs (once per demo).
+
+    The recipe of benchmarks/preference_noise.py's text runs: a tiny Llama backbone (hidden 32, one
+    layer), 300 steps of 32 pairs; lr 3e-3 for BT, 1e-3 for GPM (``dim=4``, ``tau=0.1``), which
+    collapses at higher rates on text (benchmarks/RESULTS.md, preference models).
+    """
+    if kind not in ("bt", "gpm"):
+        raise ValueError(f"demo online judges are world, world-truth, bt or gpm; got {kind!r}")
+    if kind not in ctx.preference_models:
+        from prefkit.config import RewardModelConfig
+        from prefkit.engine.reward_models import train_preference_model
+
+        s = ctx.settings
+        cfg = RunConfig(method="dpo", model="tiny", seed=s.seed, out=str(ctx.out / "preference" / kind),
+                        tiny=TinyConfig(hidden_size=32, layers=1, heads=2),
+                        train=TrainConfig(steps=300, batch_size=32, lr=3e-3 if kind == "bt" else 1e-3,
+                                          max_length=64, log_every=50),
+                        rm=RewardModelConfig(kind=kind, dim=4))
+        t0 = time.perf_counter()
+        trained = train_preference_model(cfg, records=ctx.pairs, progress=progress, save=False)
+        ctx.preference_models[kind] = trained.model
+        ctx.log(f"judge: a {kind.upper()} preference model fitted on the {len(ctx.pairs)} annotator pairs "
+                f"(train accuracy {trained.metrics.get('train_accuracy') or float('nan'):.3f}) in "
+                f"{time.perf_counter() - t0:.1f}s")
+    return ctx.preference_models[kind]
 
 
 def reference_row(ctx: DemoContext) -> dict[str, Any]:
