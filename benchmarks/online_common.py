@@ -55,10 +55,11 @@ def context(world: str, seed: int, out: Path) -> DemoContext:
     return prepare(settings, out, lambda msg: None, False)
 
 
-def entry(method: str, **overrides: Any) -> Entry:
-    """The demo's entry for ``method`` (online or offline), with extra overrides merged in."""
+def entry(method: str, label: str | None = None, **overrides: Any) -> Entry:
+    """The demo's entry for ``method`` (the one named ``label`` when several share the method),
+    with extra overrides merged in."""
     for e in (*ONLINE, *OFFLINE):
-        if e.method == method:
+        if e.method == method and (label is None or e.label == label):
             merged = {k: dict(v) if isinstance(v, dict) else v for k, v in e.overrides.items()}
             for section, values in overrides.items():
                 merged[section] = {**merged.get(section, {}), **values}
@@ -103,20 +104,24 @@ def evaluate(ctx: DemoContext, policy: Policy, eval_cfg: Any) -> tuple[dict[str,
 
 def online_curve(ctx: DemoContext, e: Entry, budgets: Sequence[int], out: Path,
                  judge: Any | None = None) -> dict[str, Any]:
-    """Train ``e`` until the largest query budget; evaluate where each budget is reached.
+    """Train ``e`` until the largest budget; evaluate where each budget is reached.
 
-    Returns the points ``(step, queries, reward_evals, compute_s, gen_share, metrics...)`` and the
-    final samples of the eval prompts (for head-to-head matrices).
+    The budget counts judge queries plus reward evaluations (for a trained judge these are model
+    calls; its annotator labels are the context's ``pairs``). Returns the points ``(step, queries,
+    reward_evals, compute_s, gen_share, metrics...)`` and the final samples of the eval prompts.
     """
-    from prefkit.demo import online_config
+    from prefkit.demo import demo_preference_model, online_config
 
     settings = dataclasses.replace(ctx.settings, online_queries=max(budgets), online_max_steps=10**6)
     cfg, recipe = online_config(settings, e, out)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_every=1, log_every=1))
-    queries, evals = feedback_per_step(recipe, cfg.online, scalar_reward=judge is not None and hasattr(judge, "embed"))
+    spec = cfg.online.judge
+    queries, evals = feedback_per_step(recipe, cfg.online, scalar_reward=spec == "bt")
     per_step = max(queries + evals, 1e-9)
     at = sorted({min(cfg.train.steps, max(1, round(b / per_step))) for b in budgets})
-    world_judge = judge or WorldJudge(ctx.world, kind="truth" if cfg.online.judge == "world-truth" else "annotators",
+    if judge is None and spec in ("bt", "gpm"):
+        judge = demo_preference_model(ctx, spec)
+    world_judge = judge or WorldJudge(ctx.world, kind="truth" if spec == "world-truth" else "annotators",
                                       seed=ctx.settings.seed + 11)
     points: list[dict[str, Any]] = []
     final: dict[str, Any] = {}
@@ -144,7 +149,7 @@ def online_curve(ctx: DemoContext, e: Entry, budgets: Sequence[int], out: Path,
         row = logged[p["step"]]
         p.update(queries=row["queries"], reward_evals=row["reward_evals"], compute_s=row["compute_s"],
                  gen_share=row["gen_share"], gen_tokens=row["gen_tokens"])
-    return {"method": e.method, "label": e.label, "steps": cfg.train.steps, "lr": cfg.train.lr,
+    return {"method": e.method, "label": e.label, "judge": spec, "steps": cfg.train.steps, "lr": cfg.train.lr,
             "beta": cfg.loss.beta, "points": points, "samples": final.get("samples"), "seconds": seconds,
             "metrics": {k: v for k, v in result.metrics.items() if not isinstance(v, dict)}}
 

@@ -1,13 +1,14 @@
 """Online methods against each other and against offline DPO/IPO, AlpacaFarm style, on every world.
 
-Every method starts from the demo's SFT reference and asks the same annotator pool (the world's
-``alpacafarm``/``clean``/``length_biased`` pool; GPO alone uses the true preference's log-odds as
-its GPM scores, marked). Win-rate against the reference under the true preference P* is measured
-where each method has spent 250, 500, 1000 and 1500 preference queries (learning-curve
-evaluations of one run), and after a fixed compute budget (the last evaluation whose step-function
-seconds, generation + judge + update, fit in it). Offline DPO/IPO train on the first 500, 1000 and
-1500 pairs of the same pool (equal labels). Best-of-n spends its queries at inference (per
-evaluated response), so it is listed apart. Seeds 1-3 (hyperparameters were chosen on seed 0).
+Every method is a ``prefkit demo`` entry (same settings) and starts from the demo's SFT
+reference. The judge is the world's annotator pool (``alpacafarm``/``clean``/``length_biased``),
+or a BT/GPM preference model fitted on the demo's 3000 pairs from that pool (marked †). Win-rate
+against the reference under the true preference P* is measured where each method has spent 500,
+1000, 2000 and 3000 queries (learning-curve evaluations of one run), and after a fixed compute
+budget (the last evaluation whose step-function seconds, generation + judge + update, fit in it).
+Offline DPO/IPO (the demo's settings) train on the first 1000, 2000 and 3000 pairs of the same
+pool (equal labels). Best-of-n spends its budget at inference (per evaluated response), so it is
+listed apart. Seeds 1-3 (hyperparameters were chosen on seed 0).
 
 Writes ``runs/bench_online/compare_<world>_<seed>.json`` (points and final samples, used by
 ``online_cyclic.py``), ``benchmarks/online_curves.png`` and prints markdown tables.
@@ -34,16 +35,16 @@ from benchmarks.online_common import (
     offline_point,
     online_curve,
 )
-from prefkit.demo import ONLINE
+from prefkit.demo import ONLINE, demo_preference_model
 from prefkit.engine.online import best_of_n_kl, best_of_n_texts
 from prefkit.engine.online_judge import OnlineJudge
 from prefkit.engine.online_rollout import Sampler
 from prefkit.preference import WorldJudge
 from prefkit.sim.evaluation import evaluate as sim_evaluate
 
-BUDGETS = (250, 500, 1000, 1500)
-COMPUTE = (2.0, 5.0)
-OFFLINE_LABELS = (500, 1000, 1500)
+BUDGETS = (500, 1000, 2000, 3000)
+COMPUTE = (3.0, 8.0)
+OFFLINE_LABELS = (1000, 2000, 3000)
 BEST_OF = (2, 4, 8)
 
 
@@ -54,7 +55,7 @@ def run_context(world: str, seed: int, methods: list[str]) -> dict:
     for e in ONLINE:
         if e.method == "best_of_n" or (methods and e.method not in methods):
             continue
-        curve = online_curve(ctx, entry(e.method), BUDGETS, out / e.method)
+        curve = online_curve(ctx, e, BUDGETS, out / e.label.replace(" ", "_").replace("/", "_"))
         result["online"].append(curve)
         last = curve["points"][-1]
         print(f"  {world} seed {seed} {e.method:16s} win {last['win_rate']:.3f} at {last['queries']:.0f} queries, "
@@ -63,14 +64,19 @@ def run_context(world: str, seed: int, methods: list[str]) -> dict:
         for labels in OFFLINE_LABELS:
             result["offline"].append(offline_point(ctx, entry(method), labels, out / f"{method}_{labels}"))
     prompts = ctx.world.prompts("eval", ctx.settings.eval.prompts)
-    for n in BEST_OF:
-        judge = OnlineJudge(WorldJudge(ctx.world, seed=seed + 11), reward="win_rate")
+    for n, reward in [(n, r) for n in BEST_OF for r in ("annotator win-rate", "BT reward")]:
+        if reward == "BT reward":
+            judge = OnlineJudge(demo_preference_model(ctx, "bt"))
+        else:
+            judge = OnlineJudge(WorldJudge(ctx.world, seed=seed + 11), reward="win_rate")
         picks = best_of_n_texts(Sampler(ctx.reference, max_new_tokens=ctx.settings.eval.max_new_tokens), judge,
                                 prompts, ctx.settings.eval.samples, n, seed=seed + 2)
         ev = sim_evaluate(ctx.world, prompts, picks, ctx.ref_samples.texts, pool=ctx.pool)
-        result["best_of_n"].append({"n": n, "win_rate": ev.win_rate, "win_rate_se": ev.win_rate_se,
+        responses = len(prompts) * ctx.settings.eval.samples
+        result["best_of_n"].append({"n": n, "reward": reward, "win_rate": ev.win_rate, "win_rate_se": ev.win_rate_se,
                                     "kl_bound": best_of_n_kl(n), "exploitability": ev.exploitability,
-                                    "queries_per_response": judge.queries / (len(prompts) * ctx.settings.eval.samples),
+                                    "queries_per_response": judge.queries / responses,
+                                    "reward_evals_per_response": judge.reward_evals / responses,
                                     "samples": picks})
     result["reference_samples"] = ctx.ref_samples.texts
     path = OUT / f"compare_{world}_{seed}.json"
@@ -91,7 +97,7 @@ def tables(results: list[dict]) -> str:
         seeds = ", ".join(str(r["seed"]) for r in runs)
         lines += [f"#### World `{world}` (seeds {seeds}; mean ± sd over seeds of the win-rate against the SFT "
                   "reference under P*)", ""]
-        head = "| method | " + " | ".join(f"{b} queries" for b in BUDGETS) + " | KL at 1500 | " + " | ".join(
+        head = "| method | " + " | ".join(f"{b} queries" for b in BUDGETS) + f" | KL at {BUDGETS[-1]} | " + " | ".join(
             f"≤ {c:g} s compute" for c in COMPUTE) + " | s per step | generating |"
         lines += [head, "|" + "---|" * (head.count("|") - 1)]
         for label in dict.fromkeys(c["label"] for r in runs for c in r["online"]):
@@ -104,21 +110,28 @@ def tables(results: list[dict]) -> str:
                 cells.append(mean_sd([(at_budget(c["points"], "compute_s", limit) or {}).get("win_rate") for c in curves]))
             per_step = np.mean([c["points"][-1]["compute_s"] / c["points"][-1]["step"] for c in curves])
             share = np.mean([c["points"][-1]["gen_share"] for c in curves])
-            lines.append(f"| {label} | " + " | ".join(cells) + f" | {per_step:.2f} | {share:.0%} |")
+            judged = curves[0].get("judge", "world")
+            name = label if judged in ("world", "world-truth") else f"{label} †"
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {per_step:.2f} | {share:.0%} |")
         for method in ("dpo", "ipo"):
             points = [p for r in runs for p in r["offline"] if p["method"] == method]
             cells = [mean_sd([p["win_rate"] for p in points if p["labels"] == b]) if b in OFFLINE_LABELS else "–"
                      for b in BUDGETS]
-            kl = mean_sd([p["kl"] for p in points if p["labels"] == 1500])
+            kl = mean_sd([p["kl"] for p in points if p["labels"] == OFFLINE_LABELS[-1]])
             lines.append(f"| offline {method.upper()} (labels = queries) | " + " | ".join(cells) + f" | {kl} | – | – | – | – |")
-        lines += ["", "| best-of-n (reference samples, annotator win-rate among the n) | win-rate | KL bound "
-                  "| queries per evaluated response |", "|---|---|---|---|"]
-        for n in BEST_OF:
-            points = [p for r in runs for p in r["best_of_n"] if p["n"] == n]
-            lines.append(f"| best-of-{n} | {mean_sd([p['win_rate'] for p in points])} | {best_of_n_kl(n):.3f} | "
-                         f"{np.mean([p['queries_per_response'] for p in points]):.1f} |")
+        lines += ["", "† judged by a preference model fitted on the 3000 annotator pairs (BT reward, or GPM for "
+                  "GPO): its budget columns count model calls and reward evaluations, its annotator cost is the "
+                  "3000 labels.", "",
+                  "| best-of-n of the reference's samples | win-rate | KL bound | queries per response "
+                  "| reward evaluations per response |", "|---|---|---|---|---|"]
+        for n, reward in [(n, r) for n in BEST_OF for r in ("annotator win-rate", "BT reward")]:
+            points = [p for r in runs for p in r["best_of_n"] if p["n"] == n and p.get("reward") == reward]
+            lines.append(f"| best-of-{n} ({reward}) | {mean_sd([p['win_rate'] for p in points])} | "
+                         f"{best_of_n_kl(n):.3f} | {np.mean([p['queries_per_response'] for p in points]):.1f} | "
+                         f"{np.mean([p['reward_evals_per_response'] for p in points]):.1f} |")
         if any("exploitability" in p for r in runs for c in r["online"] for p in c["points"]):
-            lines += ["", "| method (at 1500 queries) | exploitability (pool) | style exploitability |", "|---|---|---|"]
+            lines += ["", f"| method (at {BUDGETS[-1]} queries) | exploitability (pool) | style exploitability |",
+                      "|---|---|---|"]
             for label in dict.fromkeys(c["label"] for r in runs for c in r["online"]):
                 curves = [c for r in runs for c in r["online"] if c["label"] == label]
                 lines.append(f"| {label} | {mean_sd([c['points'][-1]['exploitability'] for c in curves])} | "

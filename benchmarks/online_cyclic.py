@@ -2,13 +2,14 @@
 reward, head to head and in exploitability?
 
 On the ``cyclic`` world (a style cycle formal > casual > playful > formal of strength 3 on top of
-the utility) the final policies of ``online_compare.py`` (1500 queries each; seeds 1-3) are
+the utility) the final policies of ``online_compare.py`` (3000 queries each; seeds 1-3) are
 joined by methods that score responses with a scalar reward:
 
-- P3O and best-of-4 with the world's *utility* as their reward: an oracle Bradley-Terry reward
-  (the best any scalar can do here: it is the transitive part of P*), marked "oracle";
-- P3O and best-of-4 with a Bradley-Terry reward model trained on the 1500 annotator pairs
-  (``prefkit.preference``), when that package provides one.
+- P3O and best-of-4 with a Bradley-Terry reward model fitted on the 3000 annotator pairs (from
+  ``online_compare.py``: the demo's entries);
+- P3O and best-of-4 with the world's *utility* as their reward: an oracle scalar reward (the
+  transitive part of P*, which is what a perfect BT model could at best capture), marked
+  "oracle".
 
 Reported: the head-to-head matrix ``M[i, j] = P*(method i beats method j)`` (mean over seeds and
 over sample pairs; ``benchmarks/online_cyclic_h2h.png``), each method's exploitability against
@@ -48,7 +49,9 @@ from prefkit.sim.evaluation import evaluate as sim_evaluate
 from prefkit.sim.evaluation import win_matrix
 
 SHOWN = ["online DPO", "iterative DPO (3 rounds)", "Nash-MD-PG (mixture 0.125)", "EGPO", "online IPO (OMD)",
-         "DNO (3 rounds)", "SPPO (3 rounds)", "GPO (P* log-odds as GPM scores)", "P3O (win-rate reward)"]
+         "DNO (3 rounds)", "SPPO (3 rounds)", "GPO (GPM judge)", "P3O (BT reward)", "P3O (annotator win-rate)"]
+"""The online policies of ``online_compare.py`` shown head to head (Nash methods, and the methods
+that go through a scalar reward or through Bradley-Terry-like pairwise labels)."""
 
 
 class UtilityReward:
@@ -68,19 +71,10 @@ class UtilityReward:
         return self.prob_from_embeddings(self.embed(prompts, a), self.embed(prompts, b))
 
 
-def trained_bt(ctx, out: Path):
-    """A Bradley-Terry reward model on the context's annotator pairs, if prefkit.preference has one."""
-    try:
-        from prefkit.preference import train_preference_model  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return train_preference_model  # wired in once the preference package lands (see RESULTS.md)
-
-
 def scalar_reward_methods(ctx, reward, tag: str, out: Path) -> dict[str, list[list[str]]]:
-    """P3O trained with ``reward`` (1500 reward evaluations' worth of steps) and best-of-4 with it."""
+    """P3O trained with ``reward`` (the demo's steps for a reward judge) and best-of-4 with it."""
     samples = {}
-    e = entry("p3o", online={"reward": "auto"})
+    e = entry("p3o", "P3O (BT reward)", online={"reward": "auto", "judge": "bt"})
     from prefkit.demo import online_config
 
     cfg, _ = online_config(ctx.settings, e, out / f"p3o_{tag}")
@@ -88,12 +82,12 @@ def scalar_reward_methods(ctx, reward, tag: str, out: Path) -> dict[str, list[li
     train_online(cfg, get_method("p3o"), data=TrainData(prompts=ctx.world.prompts("train")), policy=policy,
                  reference=ctx.reference, judge=reward, progress=False)
     scores, texts = evaluate(ctx, policy, cfg.eval)
-    samples[f"P3O ({tag} reward)"] = (texts, scores)
+    samples[f"P3O ({tag})"] = (texts, scores)
     prompts = ctx.world.prompts("eval", ctx.settings.eval.prompts)
     picks = best_of_n_texts(Sampler(ctx.reference, max_new_tokens=ctx.settings.eval.max_new_tokens),
                             OnlineJudge(reward), prompts, ctx.settings.eval.samples, 4, seed=ctx.settings.seed + 2)
     ev = sim_evaluate(ctx.world, prompts, picks, ctx.ref_samples.texts, pool=ctx.pool)
-    samples[f"best-of-4 ({tag} reward)"] = (picks, {
+    samples[f"best-of-4 ({tag})"] = (picks, {
         "win_rate": ev.win_rate, "exploitability": ev.exploitability,
         "style_exploitability": style_exploitability(ctx.world, prompts, picks)})
     return samples
@@ -111,18 +105,16 @@ def main() -> None:
         out = OUT / f"cyclic_extra_{seed}_{time.strftime('%H%M%S')}"
         ctx = context("cyclic", seed, out)
         prompts = ctx.world.prompts("eval", ctx.settings.eval.prompts)
-        methods: dict[str, tuple[list[list[str]], dict]] = {"reference (SFT)": (saved["reference_samples"], {})}
+        methods: dict[str, tuple[list[list[str]], dict]] = {"reference (SFT)": (saved["reference_samples"], {"win_rate": 0.5})}
         for curve in saved["online"]:
             if curve["label"] in SHOWN:
                 methods[curve["label"]] = (curve["samples"], curve["points"][-1])
-        dpo = next(p for p in saved["offline"] if p["method"] == "dpo" and p["labels"] == 1500)
-        methods["offline DPO (1500 labels)"] = (dpo["samples"], dpo)
-        bon = next(p for p in saved["best_of_n"] if p["n"] == 4)
-        methods["best-of-4 (annotator win-rate)"] = (bon["samples"], bon)
-        methods.update(scalar_reward_methods(ctx, UtilityReward(ctx.world), "oracle utility", out))
-        bt = trained_bt(ctx, out)
-        if bt is None:
-            print("  (no trained Bradley-Terry reward model in prefkit.preference yet: BT rows skipped)")
+        dpo = next(p for p in saved["offline"] if p["method"] == "dpo" and p["labels"] == max(q["labels"] for q in saved["offline"]))
+        methods["offline DPO (3000 labels)"] = (dpo["samples"], dpo)
+        for reward in ("BT reward", "annotator win-rate"):
+            bon = next(p for p in saved["best_of_n"] if p["n"] == max(q["n"] for q in saved["best_of_n"]) and p.get("reward") == reward)
+            methods[f"best-of-4 ({reward})"] = (bon["samples"], bon)
+        methods.update(scalar_reward_methods(ctx, UtilityReward(ctx.world), "oracle utility reward", out))
         for texts, scores in methods.values():
             if "style_exploitability" not in scores:
                 scores["style_exploitability"] = style_exploitability(ctx.world, prompts, texts)
