@@ -74,25 +74,25 @@ _WIN_RATE = {"reward": "win_rate"}
 
 ONLINE: tuple[Entry, ...] = (
     Entry("online DPO", "online_dpo", data="online", overrides={"loss": {"beta": 0.1}}),
-    Entry("online DPO (IPO loss)", "online_dpo_ipo", data="online",
-          overrides={"loss": {"beta": 0.1}, "train": {"lr": 1e-3}}, fast=False),
+    Entry("online DPO (IPO loss)", "online_dpo_ipo", data="online", overrides={"loss": {"beta": 0.1}}, fast=False),
     Entry("iterative DPO (3 rounds)", "iterative_dpo", data="online",
-          overrides={"loss": {"beta": 0.5}, "train": {"lr": 1e-3}, "online": {"epochs": 2}}, fast=False),
+          overrides={"loss": {"beta": 0.5}, "online": {"epochs": 2}}, fast=False),
     Entry("Nash-MD-PG (mixture 0.125)", "nash_md", data="online", overrides={"loss": {"beta": 0.005}}),
-    Entry("EGPO", "egpo", data="online", overrides={"loss": {"beta": 0.05}}),
+    Entry("EGPO", "egpo", data="online", overrides={"loss": {"beta": 0.02}}),
     Entry("online IPO (OMD)", "online_ipo", data="online", overrides={"loss": {"beta": 0.1}}, fast=False),
-    Entry("DNO (3 rounds)", "dno", data="online", overrides={"loss": {"beta": 0.5}}, fast=False),
+    Entry("DNO (3 rounds)", "dno", data="online", overrides={"loss": {"beta": 0.1}}, fast=False),
     Entry("SPPO (3 rounds)", "sppo", data="online", overrides={"loss": {"beta": 0.1}}, fast=False),
     Entry("GPO (GPM judge)", "gpo", data="online", overrides={"loss": {"beta": 1.0}, "online": {"judge": "gpm"}},
           fast=False),
-    Entry("P3O (BT reward)", "p3o", data="online", overrides={"loss": {"beta": 0.02}, "online": {"judge": "bt"}}),
+    Entry("P3O (BT reward)", "p3o", data="online", overrides={"loss": {"beta": 0.1}, "online": {"judge": "bt"}}),
     Entry("P3O (annotator win-rate)", "p3o", data="online", overrides={"loss": {"beta": 0.02}, "online": _WIN_RATE},
           fast=False),
-    Entry("SuperHF (BT reward)", "superhf", data="online", overrides={"loss": {"beta": 0.35}, "online": {"judge": "bt"}},
+    Entry("SuperHF (BT reward)", "superhf", data="online", overrides={"loss": {"beta": 0.1}, "online": {"judge": "bt"}},
           fast=False),
-    Entry("GRAO (BT reward)", "grao", data="online", overrides={"train": {"lr": 1e-3}, "online": {"judge": "bt"}},
+    Entry("GRAO (BT reward)", "grao", data="online", overrides={"train": {"lr": 3e-4}, "online": {"judge": "bt"}},
           fast=False),
-    Entry("expert iteration (BT reward)", "expert_iteration", data="online", overrides={"online": {"judge": "bt"}},
+    Entry("expert iteration (BT reward)", "expert_iteration", data="online",
+          overrides={"train": {"lr": 3e-3}, "online": {"judge": "bt"}},
           fast=False),
     Entry("best-of-4 (BT reward)", "best_of_n", data="online", overrides={"online": {"judge": "bt"}}),
     Entry("best-of-4 (annotator win-rate)", "best_of_n", data="online", overrides={"online": _WIN_RATE}, fast=False),
@@ -105,8 +105,9 @@ of annotator queries or, with a trained judge, of judge calls and reward evaluat
 number of steps is the budget over its cost per step; a trained judge's own cost is the
 ``pairs`` annotator labels it was fitted on. ``world-truth`` (the true preference) would be an
 oracle and is never used here.
-Learning rate (``DemoSettings.online_lr`` unless set here) and beta: the best of a small grid
-(lr 3e-4..1e-2, two betas) on the transitive world, seed 0, 1500 queries (benchmarks/RESULTS.md)."""
+Learning rate (``DemoSettings.online_lr`` unless set here) and beta: the best of a grid (lr 1e-4,
+3e-4, 1e-3, 3e-3; two betas) on the transitive world, seed 0, at the --fast budget
+(benchmarks/RESULTS.md, "Online methods")."""
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ class DemoSettings:
     online_queries: int | None = None
     """Preference queries each online method may spend (``None``: ``pairs``, the offline budget)."""
     online_prompts_per_step: int = 32
-    online_lr: float = 3e-3
+    online_lr: float = 1e-3
     online_max_steps: int = 200
     """Cap on an online method's optimizer steps (its budget may allow more)."""
 

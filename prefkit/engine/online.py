@@ -182,7 +182,7 @@ def build_online_run(
         loss = resolve_loss(method, cfg.loss)
         assert loss is not None
         ctx = BuildContext(
-            recipe=recipe, sampler=sampler, policy=policy, reference=reference, judge=online_judge, loss=loss,
+            recipe=recipe, sampler=sampler, policy=policy, reference=reference, judge=online_judge,
             temperature=cfg.online.temperature, mixture_coef=cfg.online.mixture_coef,
             sample_mixture=cfg.online.sample_mixture, opponents=cfg.online.opponents,
             keep_top=cfg.online.keep_top,

@@ -96,7 +96,6 @@ class BuildContext:
     policy: Policy
     reference: Policy
     judge: OnlineJudge
-    loss: ResolvedLoss | None
     temperature: float
     mixture_coef: float
     sample_mixture: float
