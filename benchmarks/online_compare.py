@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -150,12 +151,16 @@ def plot(results: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, len(worlds), figsize=(5.2 * len(worlds), 4.2), squeeze=False)
     for ax, world in zip(axes[0], worlds):
         runs = [r for r in results if r["world"] == world]
-        for label in dict.fromkeys(c["label"] for r in runs for c in r["online"]):
+        labels = list(dict.fromkeys(c["label"] for r in runs for c in r["online"]))
+        for n, label in enumerate(labels):
             curves = [c for r in runs for c in r["online"] if c["label"] == label]
             xs = BUDGETS
-            ys = [np.nanmean([(at_budget(c["points"], "queries", b) or {}).get("win_rate", np.nan) for c in curves])
-                  for b in xs]
-            ax.plot(xs, ys, marker="o", ms=3, lw=1, label=label)
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # budgets a batched method skips
+                ys = [np.nanmean([(at_budget(c["points"], "queries", b) or {}).get("win_rate", np.nan)
+                                  for c in curves]) for b in xs]
+            ax.plot(xs, ys, marker="osD^v<>"[n % 7], ms=3, lw=1, ls="-" if n < 10 else "--",
+                    color=plt.cm.tab20(n / max(len(labels) - 1, 1)), label=label)
         offline = [p for r in runs for p in r["offline"] if p["method"] == "dpo"]
         ax.plot(OFFLINE_LABELS, [np.mean([p["win_rate"] for p in offline if p["labels"] == b]) for b in OFFLINE_LABELS],
                 "k--", marker="s", ms=3, label="offline DPO (labels)")
@@ -164,9 +169,9 @@ def plot(results: list[dict], path: Path) -> None:
         ax.set_xlabel("preference queries")
         ax.set_ylabel("win-rate vs SFT under P*")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=6, loc="lower right")
+    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 

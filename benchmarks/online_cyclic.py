@@ -96,11 +96,15 @@ def scalar_reward_methods(ctx, reward, tag: str, out: Path) -> dict[str, list[li
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser.add_argument("--tables-only", action="store_true", help="reprint from the saved JSON files")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"machine: {machine()}")
     per_seed = []
     for seed in args.seeds:
+        if args.tables_only:
+            per_seed.append(json.loads((OUT / f"cyclic_h2h_{seed}.json").read_text(encoding="utf-8")))
+            continue
         saved = json.loads((OUT / f"compare_cyclic_{seed}.json").read_text(encoding="utf-8"))
         out = OUT / f"cyclic_extra_{seed}_{time.strftime('%H%M%S')}"
         ctx = context("cyclic", seed, out)
@@ -109,10 +113,10 @@ def main() -> None:
         for curve in saved["online"]:
             if curve["label"] in SHOWN:
                 methods[curve["label"]] = (curve["samples"], curve["points"][-1])
-        dpo = next(p for p in saved["offline"] if p["method"] == "dpo" and p["labels"] == max(q["labels"] for q in saved["offline"]))
+        dpo = next(p for p in saved["offline"] if p["method"] == "dpo" and p["labels"] == 3000)
         methods["offline DPO (3000 labels)"] = (dpo["samples"], dpo)
         for reward in ("BT reward", "annotator win-rate"):
-            bon = next(p for p in saved["best_of_n"] if p["n"] == max(q["n"] for q in saved["best_of_n"]) and p.get("reward") == reward)
+            bon = next(p for p in saved["best_of_n"] if p["n"] == 4 and p.get("reward") == reward)
             methods[f"best-of-4 ({reward})"] = (bon["samples"], bon)
         methods.update(scalar_reward_methods(ctx, UtilityReward(ctx.world), "oracle utility reward", out))
         for texts, scores in methods.values():
@@ -138,7 +142,7 @@ def main() -> None:
     print("\n| method | win-rate vs SFT | exploitability (pool) | style exploitability |\n|---|---|---|---|")
     for name in names:
         rows = [s["scores"][name] for s in per_seed]
-        print(f"| {name} | {mean_sd([r['win_rate'] for r in rows])} | "
+        print(f"| {name} | {mean_sd([r.get('win_rate') for r in rows])} | "
               f"{mean_sd([r['exploitability'] for r in rows])} | {mean_sd([r['style_exploitability'] for r in rows])} |")
     heat_map(names, mean, Path("benchmarks/online_cyclic_h2h.png"), args.seeds)
 
@@ -159,7 +163,7 @@ def heat_map(names: list[str], matrix: np.ndarray, path: Path, seeds: list[int])
     ax.set_title(f"cyclic world: P*(row beats column), mean of seeds {', '.join(map(str, seeds))}", fontsize=8)
     fig.colorbar(image, ax=ax, fraction=0.04)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
+    fig.savefig(path, dpi=130, bbox_inches="tight")
     plt.close(fig)
 
 
