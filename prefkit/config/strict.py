@@ -232,9 +232,6 @@ def load(cls: type[T], path: str | Path | None = None, overrides: Iterable[str] 
 
 def save_yaml(obj: Any, path: str | Path) -> Path:
     """Write a config (dataclass or mapping) as YAML, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(to_dict(obj), sort_keys=False), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    from prefkit._atomic import atomic_write_text
+
+    return atomic_write_text(path, yaml.safe_dump(to_dict(obj), sort_keys=False))

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from prefkit._atomic import atomic_write_text
+
 LATEST = "latest"
 
 
@@ -135,7 +137,7 @@ def save_checkpoint(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _write_atomic(root / LATEST, final.name)
+    atomic_write_text(root / LATEST, final.name)
     _prune(root, keep)
     return final
 
@@ -149,12 +151,6 @@ def _dedupe_shared(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out[name] = tensor.clone() if key in seen else tensor
         seen.setdefault(key, name)
     return out
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _prune(root: Path, keep: int) -> None:

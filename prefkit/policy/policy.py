@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
-import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +19,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from prefkit._atomic import atomic_directory
 from prefkit.config import TinyConfig
 from prefkit.data.records import Text
 from prefkit.errors import InputError
@@ -170,21 +170,9 @@ class Policy:
         ``directory`` by rename, so a crash never leaves a half-written checkpoint.
         """
         target = Path(directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-        try:
+        with atomic_directory(target) as staging, _quiet_progress_bars():
             self.model.save_pretrained(staging)
             self.tokenizer.save_pretrained(staging)
-            if target.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-                os.replace(target, old / "previous")
-                os.replace(staging, target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(staging, target)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
         return target
 
     # -- properties -------------------------------------------------------------------------
@@ -494,6 +482,20 @@ def _keep_end(ids: list[int], keep: int, keep_first: bool) -> list[int]:
     if len(ids) <= keep:
         return ids
     return [ids[0], *ids[len(ids) - keep + 1 :]] if keep_first else ids[len(ids) - keep :]
+
+
+@contextlib.contextmanager
+def _quiet_progress_bars() -> Iterator[None]:
+    """Hide transformers' per-file progress bars (the engine shows its own progress)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def _looks_like_hub_id(text: str) -> bool:

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from prefkit._atomic import atomic_directory
 from prefkit.errors import InputError
 from prefkit.preference.backbone import TextBackbone, load_backbone
 from prefkit.preference.heads import build_head
@@ -46,9 +45,7 @@ def save_preference_model(model: _NeuralModel, directory: str | os.PathLike[str]
     if not isinstance(model.backbone, TextBackbone):
         raise ValueError("only text backbones (Hugging Face models) can be saved as a preference-model directory")
     target = Path(directory)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
+    with atomic_directory(target) as staging:
         model.backbone.save(staging)
         head = {k: v.detach().contiguous().cpu() for k, v in model.head.state_dict().items()}
         save_file(head, staging / HEAD_WEIGHTS)
@@ -56,16 +53,6 @@ def save_preference_model(model: _NeuralModel, directory: str | os.PathLike[str]
         if extra:
             manifest["trained"] = extra
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.replace(target, old / "previous")
-            os.replace(staging, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
