@@ -241,6 +241,7 @@ def optimize(
     last_metrics: dict[str, Any] = {}
     loop_start = time.perf_counter()
     wall_before = state.wall_s
+    eval_s = 0.0  # evaluation is not training: kept out of wall_s (and so out of tokens/s)
     bar = progress_bar(cfg.train.steps, label, enabled=progress)
     try:
         with bar:
@@ -264,7 +265,7 @@ def optimize(
                 optimizer.zero_grad(set_to_none=True)
                 state.step += 1
                 state.tokens += tokens
-                state.wall_s = wall_before + (time.perf_counter() - loop_start)
+                state.wall_s = wall_before + (time.perf_counter() - loop_start) - eval_s
                 metrics = {**metrics, "lr": lr, "tokens": state.tokens}
                 if grad_norm is not None:
                     metrics["grad_norm"] = grad_norm
@@ -277,7 +278,9 @@ def optimize(
                 if evaluate is not None and (
                     is_last or (cfg.train.eval_every and state.step % cfg.train.eval_every == 0)
                 ):
+                    eval_start = time.perf_counter()
                     scores = {f"eval/{k}": v for k, v in evaluate(state.step).items()}
+                    eval_s += time.perf_counter() - eval_start
                     logger.log(state.step, scores)
                     last_metrics.update(scores)
                 if is_last or (cfg.train.save_every and state.step % cfg.train.save_every == 0):
