@@ -261,3 +261,16 @@ def test_bad_hyper_parameters():
         L.orpo(t(-1.0), t(0.5), chosen_lengths=t(1.0), rejected_lengths=t(1.0))
     with pytest.raises(ValueError, match="rejected_lengths"):
         L.dpo_norm(*PAIR, chosen_lengths=t(1.0), rejected_lengths=t(1.0, 2.0))
+
+
+def test_discopop_at_the_reference_pushes_toward_the_rejected_response():
+    """A property of the published loss (Lu et al. 2024, eq. 5, tau = 0.05), not a bug: near
+    z = 0 the modulation term dominates, the loss rises with z up to z ~ 0.7/beta and has a
+    local minimum at z ~ -1/beta, so training that starts at the reference first learns the
+    reverse preference (measured in benchmarks/RESULTS.md, demo section)."""
+    z = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    zero = torch.zeros(1, dtype=torch.float64)
+    L.discopop(z, zero, zero, zero, beta=0.1).sum().backward()
+    assert z.grad.item() > 0  # gradient descent lowers z: chosen loses ground to rejected
+    values = [float(L.discopop(torch.tensor([v], dtype=torch.float64), zero, zero, zero, beta=0.1)) for v in (-1.0, 0.0, 0.7)]
+    assert values[0] < values[1] < values[2]
