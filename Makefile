@@ -35,7 +35,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/prefkit demo $(DEMO_ARGS)
 
 test: $(VENV)/.installed-dev
-	$(PY) -m ruff check prefkit tests benchmarks examples
+	$(PY) -m ruff check prefkit tests benchmarks
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
