@@ -32,7 +32,7 @@ install: $(VENV)/.installed
 dev: $(VENV)/.installed-dev
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/prefkit demo $(DEMO_ARGS)
+	$(VENV)/bin/prefkit demo --overwrite $(DEMO_ARGS)
 
 test: $(VENV)/.installed-dev
 	$(PY) -m ruff check prefkit tests benchmarks

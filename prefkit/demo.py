@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -395,13 +396,16 @@ def run_demo(
     progress: bool | None = None,
     log: Callable[[str], None] = print,
     settings: DemoSettings | None = None,
+    overwrite: bool = False,
 ) -> list[dict[str, Any]]:
     """Run the demo and write the leaderboard files; returns the leaderboard rows.
 
     ``settings`` replaces the preset chosen by ``world``/``fast``/``seed`` (tests use a small one).
+    An ``out`` that already holds files is refused unless ``overwrite``; then only a directory that
+    holds an earlier demo (its ``demo.yaml``) is cleared, never an arbitrary one.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_out_dir(out, overwrite)
     settings = settings or DemoSettings.preset(world, fast, seed)
     save_yaml(settings, out / "demo.yaml")
     start = time.perf_counter()
@@ -415,6 +419,20 @@ def run_demo(
         rows.append(row)
     write_leaderboard(rows, out, world=settings.world, total_s=time.perf_counter() - start)
     return rows
+
+
+def prepare_out_dir(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"[out]: {out} exists and is not a directory")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise ValueError(f"[out]: {out} is not empty; pass --overwrite to replace an earlier demo there, "
+                             "or choose another --out")
+        if not (out / "demo.yaml").is_file():
+            raise ValueError(f"[out]: {out} holds files but no demo.yaml; refusing to clear a directory "
+                             "that is not an earlier demo's")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
 
 
 def write_leaderboard(rows: list[dict[str, Any]], out: Path, *, world: str, total_s: float) -> None:

@@ -28,18 +28,34 @@ SMALL = DemoSettings(
 def test_demo_writes_the_leaderboard_files(tmp_path, world):
     from dataclasses import replace
 
-    rows = run_demo(world, out=tmp_path, settings=replace(SMALL, world=world), methods=["dpo", "lipo_lambda"],
+    out = tmp_path / "demo"
+    rows = run_demo(world, out=out, settings=replace(SMALL, world=world), methods=["dpo", "lipo_lambda"],
                     progress=False, log=lambda _: None)
-    board = json.loads((tmp_path / "leaderboard.json").read_text())
+    board = json.loads((out / "leaderboard.json").read_text())
     assert {r["method"] for r in board} == {"reference (SFT)", "DPO", "LiPO-lambda (K=4)"}
     for row in board:
         assert {"method", "win_rate", "win_rate_se", "kl", "seconds", "queries"} <= set(row)
         assert 0.0 <= row["win_rate"] <= 1.0
         assert ("exploitability" in row) == (world == "cyclic")
     assert [r["win_rate"] for r in board] == sorted((r["win_rate"] for r in board), reverse=True)
-    assert (tmp_path / "leaderboard.md").read_text().startswith("# prefkit demo")
-    assert (tmp_path / "leaderboard.png").stat().st_size > 1000
+    assert (out / "leaderboard.md").read_text().startswith("# prefkit demo")
+    assert (out / "leaderboard.png").stat().st_size > 1000
     assert len(rows) == 3
+    with pytest.raises(ValueError, match="--overwrite"):
+        run_demo(world, out=out, settings=replace(SMALL, world=world), methods=["dpo"], progress=False,
+                 log=lambda _: None)
+    assert (out / "leaderboard.json").read_text() == json.dumps(board, indent=2)  # refused before touching it
+    again = run_demo(world, out=out, settings=replace(SMALL, world=world), methods=["dpo"], progress=False,
+                     log=lambda _: None, overwrite=True)
+    assert {r["method"] for r in again} == {"reference (SFT)", "DPO"}
+    assert not (out / "runs" / "lipo_lambda").exists()
+
+
+def test_demo_never_clears_a_directory_that_is_not_a_demo(tmp_path):
+    (tmp_path / "precious.txt").write_text("keep me")
+    with pytest.raises(ValueError, match=r"no demo\.yaml"):
+        run_demo(out=tmp_path, settings=SMALL, methods=["dpo"], progress=False, log=lambda _: None, overwrite=True)
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
 
 
 def test_fast_demo_keeps_the_issue_methods():

@@ -23,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: fastest for the tiny models, robust on a busy machine)")
     p.add_argument("--json", action="store_true", help="print the leaderboard as one JSON object")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --out")
     p.set_defaults(func=run)
 
 
@@ -38,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--world: unknown world {args.world!r} (known: {', '.join(sorted(WORLDS))})")
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
     torch.set_num_threads(args.threads)
-    rows = run_demo(args.world, out=args.out, fast=args.fast, seed=args.seed, methods=args.methods, log=log)
+    rows = run_demo(args.world, out=args.out, fast=args.fast, seed=args.seed, methods=args.methods, log=log,
+                    overwrite=args.overwrite)
     if args.json:
         print(json.dumps({"world": args.world, "out": args.out, "leaderboard": rows}))
         return 0
