@@ -36,7 +36,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_data(directory: Path, pairs: int, seed: int) -> Path:
-    """512 synthetic pairs over a 1000-word vocabulary; rows up to about 128 tokens."""
+    """512 synthetic pairs over a 1000-word vocabulary; rows up to about 128 tokens.
+
+    Responses start with a space, as in TRL's own datasets: TRL tokenizes ``prompt + chosen`` as one
+    string, so without it the last prompt word and the first response word would merge.
+    """
     from prefkit.data import PairRecord, write_jsonl
 
     rng = np.random.default_rng(seed)
@@ -45,7 +49,7 @@ def make_data(directory: Path, pairs: int, seed: int) -> Path:
     def text(low: int, high: int) -> str:
         return " ".join(rng.choice(words, size=int(rng.integers(low, high))))
 
-    records = [PairRecord(text(10, 40), text(10, 43), text(10, 43)) for _ in range(pairs)]
+    records = [PairRecord(text(10, 40), " " + text(10, 43), " " + text(10, 43)) for _ in range(pairs)]
     path = directory / "pairs.jsonl"
     write_jsonl(records, path)
     return path
@@ -80,8 +84,11 @@ def run_trl(args: argparse.Namespace, precompute: bool) -> dict:
             return SequentialSampler(self.train_dataset)
 
     rows = [json.loads(line) for line in Path(args.data).read_text().splitlines()]
-    dataset = Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows])
     tokenizer = AutoTokenizer.from_pretrained(args.model)
+    # TRL tokenizes without special tokens; prefkit starts every row with bos. Writing the bos into
+    # the prompt text gives TRL the same token sequences: [bos] + prompt + response + [eos].
+    dataset = Dataset.from_list([{"prompt": f"{tokenizer.bos_token} {r['prompt']}", "chosen": r["chosen"],
+                                  "rejected": r["rejected"]} for r in rows])
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
     ref_model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
     config = DPOConfig(
