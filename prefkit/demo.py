@@ -455,7 +455,8 @@ def write_leaderboard(rows: list[dict[str, Any]], out: Path, *, world: str, tota
 
 
 def plot_leaderboard(rows: list[dict[str, Any]], path: Path, *, world: str) -> None:
-    """Win-rate against KL, one marker per method (shape by family), legend beside the axes."""
+    """Win-rate against KL, one marker per method (shape by family), each numbered by its rank
+    (rows come ranked); the legend beside the axes lists every method with its win-rate."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -464,18 +465,19 @@ def plot_leaderboard(rows: list[dict[str, Any]], path: Path, *, world: str) -> N
     online = {e.label for e in ONLINE}
     lists = {e.label for e in OFFLINE if e.data == "lists"}
     colors = plt.get_cmap("tab20").colors
-    fig, ax = plt.subplots(figsize=(9, 5))
-    for i, r in enumerate(rows):
+    fig, ax = plt.subplots(figsize=(12, max(5.0, 0.2 * len(rows) + 1.0)))
+    for rank, r in enumerate(rows, 1):
         marker = "*" if r["name"] == "reference" else "^" if r["method"] in online else "s" if r["method"] in lists else "o"
         ax.errorbar(r["kl"], r["win_rate"], yerr=r["win_rate_se"], xerr=r.get("kl_se") or 0, fmt=marker,
-                    color=colors[i % len(colors)], capsize=3, markersize=9 if marker == "*" else 6,
-                    label=f"{r['method']} ({r['win_rate']:.2f})")
+                    color=colors[rank % len(colors)], capsize=3, markersize=9 if marker == "*" else 6,
+                    label=f"{rank}. {r['method']} ({r['win_rate']:.2f})")
+        ax.annotate(str(rank), (r["kl"], r["win_rate"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.axhline(0.5, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("KL(policy ‖ reference) [nats]")
     ax.set_ylabel("win-rate against the reference under P*")
-    ax.set_title(f"prefkit demo on the '{world}' world (○ pairs, □ lists, △ online)")
+    ax.set_title(f"prefkit demo on the '{world}' world (○ pairs, □ lists, △ online; numbers = rank)")
     ax.grid(alpha=0.3)
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
