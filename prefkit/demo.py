@@ -122,6 +122,9 @@ class DemoSettings:
     world: str = "transitive"
     seed: int = 0
     fast: bool = False
+    annotators: str | None = None
+    """Annotator pool that labels the feedback (``prefkit.sim.annotators.POOLS``); ``None``: the
+    world's own (``alpacafarm`` on transitive, ``clean`` on cyclic, ``length_biased`` on noisy)."""
     tiny: TinyConfig = field(default_factory=lambda: TinyConfig(hidden_size=64, layers=2, heads=4))
     sft_sequences_per_prompt: int = 8
     sft_steps: int = 600
@@ -141,11 +144,11 @@ class DemoSettings:
     """Cap on an online method's optimizer steps (its budget may allow more)."""
 
     @classmethod
-    def preset(cls, world: str, fast: bool, seed: int = 0) -> DemoSettings:
+    def preset(cls, world: str, fast: bool, seed: int = 0, annotators: str | None = None) -> DemoSettings:
         if fast:
-            return cls(world=world, seed=seed, fast=True,
+            return cls(world=world, seed=seed, fast=True, annotators=annotators,
                        eval=EvalConfig(prompts=120, samples=4, max_new_tokens=16))
-        return cls(world=world, seed=seed)
+        return cls(world=world, seed=seed, annotators=annotators)
 
 
 def _base_config(settings: DemoSettings, out: Path, method: str, steps: int, lr: float) -> RunConfig:
@@ -194,7 +197,8 @@ def prepare(settings: DemoSettings, out: Path, log: Callable[[str], None], progr
     from prefkit.sim import make_world
     from prefkit.sim.evaluation import candidate_pool
 
-    world = make_world(settings.world, seed=settings.seed)
+    overrides = {"annotators": settings.annotators} if settings.annotators else {}
+    world = make_world(settings.world, seed=settings.seed, **overrides)
     rng = np.random.default_rng(settings.seed)
     train_prompts = world.prompts("train")
     responses = world.base_responses(train_prompts, settings.sft_sequences_per_prompt, rng)
@@ -397,16 +401,18 @@ def run_demo(
     log: Callable[[str], None] = print,
     settings: DemoSettings | None = None,
     overwrite: bool = False,
+    annotators: str | None = None,
 ) -> list[dict[str, Any]]:
     """Run the demo and write the leaderboard files; returns the leaderboard rows.
 
-    ``settings`` replaces the preset chosen by ``world``/``fast``/``seed`` (tests use a small one).
+    ``settings`` replaces the preset chosen by ``world``/``fast``/``seed``/``annotators`` (tests use
+    a small one).
     An ``out`` that already holds files is refused unless ``overwrite``; then only a directory that
     holds an earlier demo (its ``demo.yaml``) is cleared, never an arbitrary one.
     """
     out = Path(out)
     prepare_out_dir(out, overwrite)
-    settings = settings or DemoSettings.preset(world, fast, seed)
+    settings = settings or DemoSettings.preset(world, fast, seed, annotators)
     save_yaml(settings, out / "demo.yaml")
     start = time.perf_counter()
     ctx = prepare(settings, out, log, progress)
@@ -417,7 +423,8 @@ def run_demo(
         log(f"{row['method']:>20s}: win-rate {row['win_rate']:.3f} ± {row['win_rate_se']:.3f}, "
             f"KL {row['kl']:.2f}, {row['seconds']:.1f}s")
         rows.append(row)
-    write_leaderboard(rows, out, world=settings.world, total_s=time.perf_counter() - start)
+    label = settings.world + (f", annotators {settings.annotators}" if settings.annotators else "")
+    write_leaderboard(rows, out, world=label, total_s=time.perf_counter() - start)
     return rows
 
 

@@ -61,3 +61,18 @@ def test_demo_never_clears_a_directory_that_is_not_a_demo(tmp_path):
 def test_fast_demo_keeps_the_issue_methods():
     fast = {e.method for e in OFFLINE if e.fast}
     assert {"dpo", "ipo", "cdpo", "robust", "simpo", "lipo_lambda", "adpo"} <= fast
+
+
+@pytest.mark.parametrize(("annotators", "prefix"), [(None, "af_"), ("clean", "truth")])
+def test_demo_feedback_comes_from_the_chosen_annotator_pool(tmp_path, annotators, prefix):
+    from dataclasses import replace
+
+    from prefkit.demo import prepare
+
+    ctx = prepare(replace(SMALL, annotators=annotators), tmp_path, log=lambda _: None, progress=False)
+    assert ctx.pairs and all(p.annotator.startswith(prefix) for p in ctx.pairs)
+
+
+def test_demo_refuses_an_unknown_annotator_pool(tmp_path):
+    with pytest.raises(ValueError, match="unknown annotator pool"):
+        run_demo(out=tmp_path / "demo", annotators="bogus", fast=True, progress=False, log=lambda _: None)

@@ -19,6 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
     p.add_argument("--fast", action="store_true", help="fewer steps and samples (under 3 minutes on 2 CPU cores)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--annotators", help="annotator pool that labels the feedback: clean, alpacafarm or "
+                   "length_biased (default: the world's own)")
     p.add_argument("--methods", nargs="+", help="only these methods (names or labels)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: fastest for the tiny models, robust on a busy machine)")
@@ -35,19 +37,24 @@ def run(args: argparse.Namespace) -> int:
     from prefkit.demo import run_demo
     from prefkit.sim import WORLDS
 
+    from prefkit.sim.annotators import POOLS
+
     if args.world not in WORLDS:
         raise ValueError(f"--world: unknown world {args.world!r} (known: {', '.join(sorted(WORLDS))})")
+    if args.annotators is not None and args.annotators not in POOLS:
+        raise ValueError(f"--annotators: unknown pool {args.annotators!r} (known: {', '.join(sorted(POOLS))})")
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
     torch.set_num_threads(args.threads)
     rows = run_demo(args.world, out=args.out, fast=args.fast, seed=args.seed, methods=args.methods, log=log,
-                    overwrite=args.overwrite)
+                    overwrite=args.overwrite, annotators=args.annotators)
     if args.json:
         print(json.dumps({"world": args.world, "out": args.out, "leaderboard": rows}))
         return 0
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"prefkit demo: world '{args.world}' (win-rate under the true preference P*)")
+    pool = f", annotators {args.annotators}" if args.annotators else ""
+    table = Table(title=f"prefkit demo: world '{args.world}'{pool} (win-rate under the true preference P*)")
     cyclic = any("exploitability" in r for r in rows)
     for col in ("rank", "method", "win-rate ± SE", "KL", *(["exploitability"] if cyclic else []), "queries", "s"):
         table.add_column(col, justify="left" if col == "method" else "right")
