@@ -36,7 +36,6 @@ def run(args: argparse.Namespace) -> int:
 
     from prefkit.demo import run_demo
     from prefkit.sim import WORLDS
-
     from prefkit.sim.annotators import POOLS
 
     if args.world not in WORLDS:
