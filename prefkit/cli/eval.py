@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "(the reference/ directory beside policy/, or the run's initial model)."
         ),
     )
-    p.add_argument("--policy", required=True, help="policy directory (a run's policy/ or any HF checkpoint)")
+    p.add_argument("--policy", required=True,
+                   help="a run's --out directory, its policy/, or any Hugging Face checkpoint directory")
     p.add_argument("--ref", help="reference policy directory")
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--world", help="simulated world name")
@@ -28,6 +29,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="eval.* settings, e.g. eval.prompts=120")
     p.set_defaults(func=run)
+
+
+def resolve_policy_dir(path: str) -> Path:
+    """A run's output directory stands for the ``policy/`` inside it."""
+    given = Path(path)
+    if not (given / "config.json").exists() and (given / "policy" / "config.json").exists():
+        return given / "policy"
+    return given
 
 
 def find_reference(policy_dir: Path, explicit: str | None) -> str:
@@ -79,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from prefkit.policy import Policy
 
     cfg = load(RunConfig, None, [f"seed={args.seed}", *args.overrides])
-    policy_dir = Path(args.policy)
+    policy_dir = resolve_policy_dir(args.policy)
     policy = Policy.load(policy_dir, device=cfg.train.device)
     reference = Policy.load(find_reference(policy_dir, args.ref), device=cfg.train.device)
     if args.world:

@@ -29,6 +29,15 @@ def test_eval_on_pairs_reports_implicit_reward_accuracy(trained, capsys):
     assert result["accuracy"] > 0.5  # trained on these very pairs
 
 
+def test_eval_accepts_the_run_directory_for_its_policy(trained, capsys):
+    data, out = trained
+    capsys.readouterr()
+    assert main(["eval", "--policy", str(out / "policy"), "--data", str(data), "--json"]) == 0
+    via_policy = json.loads(capsys.readouterr().out)
+    assert main(["eval", "--policy", str(out), "--data", str(data), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == via_policy
+
+
 def test_eval_on_a_world_reports_win_rate_and_kl(trained, capsys):
     _, out = trained
     capsys.readouterr()
