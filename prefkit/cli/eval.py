@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
             prompts = world.prompts("eval", cfg.eval.prompts)
             pool = candidate_pool(world, prompts, cfg.eval.samples, np.random.default_rng(args.seed + 7))
         result, _ = evaluate_on_world(policy, reference, world, cfg.eval, seed=args.seed, pool=pool)
-        out = {"world": args.world, **{k: v for k, v in result.as_dict().items() if v is not None}}
+        out = {"world": args.world, **{k: v for k, v in result.as_dict().items() if v is not None and v != {}}}
     else:
         out = {"data": args.data, **pairs_accuracy(policy, reference, args.data, cfg.train)}
     if args.json:
