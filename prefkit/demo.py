@@ -21,12 +21,14 @@ from typing import Any
 
 import numpy as np
 
+from prefkit._atomic import atomic_write_text
 from prefkit.config import (
     EvalConfig,
     RunConfig,
     TinyConfig,
     TrainConfig,
     from_dict,
+    load_yaml,
     save_yaml,
     to_dict,
 )
@@ -207,12 +209,17 @@ def prepare(settings: DemoSettings, out: Path, log: Callable[[str], None], progr
     policy = Policy.tiny([" ".join(texts)], settings.tiny, seed=settings.seed)
 
     t0 = time.perf_counter()
-    cfg = _base_config(settings, out / "sft", "sft", settings.sft_steps, settings.sft_lr)
-    cfg = replace(cfg, train=replace(cfg.train, schedule="cosine"))
-    train(cfg, data=TrainData(sequences=sequences), policy=policy, progress=progress)
+    sft_dir = out / "sft"
+    if (sft_dir / "metrics.json").is_file() and (sft_dir / "policy" / "config.json").is_file():
+        policy = Policy.load(sft_dir / "policy", device="cpu")
+        log(f"reference: the SFT model finished earlier in {sft_dir} (reused)")
+    else:
+        cfg = _base_config(settings, fresh_run_dir(sft_dir), "sft", settings.sft_steps, settings.sft_lr)
+        cfg = replace(cfg, train=replace(cfg.train, schedule="cosine"))
+        train(cfg, data=TrainData(sequences=sequences), policy=policy, progress=progress)
+        log(f"reference: tiny Llama ({policy.num_parameters():,} parameters) fitted by SFT on "
+            f"{len(sequences)} base responses in {time.perf_counter() - t0:.1f}s")
     reference = frozen_copy(policy)
-    log(f"reference: tiny Llama ({policy.num_parameters():,} parameters) fitted by SFT on "
-        f"{len(sequences)} base responses in {time.perf_counter() - t0:.1f}s")
 
     pairs = world.pairs(settings.pairs, rng)
     lists = world.lists(settings.lists, settings.list_size, rng)
@@ -231,8 +238,8 @@ def run_entry(ctx: DemoContext, entry: Entry, progress: bool | None) -> dict[str
     if entry.data == "online":
         return run_online_entry(ctx, entry, progress)
     s = ctx.settings
-    cfg = _with_overrides(_base_config(s, ctx.out / "runs" / entry.method, entry.method, s.steps, s.lr),
-                          entry.overrides)
+    cfg = _with_overrides(_base_config(s, fresh_run_dir(ctx.out / "runs" / entry.method), entry.method, s.steps,
+                                       s.lr), entry.overrides)
     policy = Policy(copy.deepcopy(ctx.reference.model).train().requires_grad_(True), ctx.reference.tokenizer)
     t0 = time.perf_counter()
     if entry.data == "lists":
@@ -288,7 +295,7 @@ def run_online_entry(ctx: DemoContext, entry: Entry, progress: bool | None) -> d
 
     s = ctx.settings
     run_name = entry.method + ("" if cfg_judge(entry) in ("world", "world-truth") else f"_{cfg_judge(entry)}")
-    cfg, recipe = online_config(s, entry, ctx.out / "runs" / run_name)
+    cfg, recipe = online_config(s, entry, fresh_run_dir(ctx.out / "runs" / run_name))
     t0 = time.perf_counter()
     if cfg.online.judge in ("world", "world-truth"):
         kind = "truth" if cfg.online.judge == "world-truth" else "annotators"
@@ -359,7 +366,7 @@ def demo_preference_model(ctx: DemoContext, kind: str, progress: bool | None = N
         from prefkit.engine.reward_models import train_preference_model
 
         s = ctx.settings
-        cfg = RunConfig(method="dpo", model="tiny", seed=s.seed, out=str(ctx.out / "preference" / kind),
+        cfg = RunConfig(method="dpo", model="tiny", seed=s.seed, out=str(fresh_run_dir(ctx.out / "preference" / kind)),
                         tiny=TinyConfig(hidden_size=32, layers=1, heads=2),
                         train=TrainConfig(steps=300, batch_size=32, lr=3e-3 if kind == "bt" else 1e-3,
                                           max_length=64, log_every=50),
@@ -402,30 +409,64 @@ def run_demo(
     settings: DemoSettings | None = None,
     overwrite: bool = False,
     annotators: str | None = None,
+    resume: bool = False,
 ) -> list[dict[str, Any]]:
     """Run the demo and write the leaderboard files; returns the leaderboard rows.
 
     ``settings`` replaces the preset chosen by ``world``/``fast``/``seed``/``annotators`` (tests use
     a small one).
     An ``out`` that already holds files is refused unless ``overwrite``; then only a directory that
-    holds an earlier demo (its ``demo.yaml``) is cleared, never an arbitrary one.
+    holds an earlier demo (its ``demo.yaml``) is cleared, never an arbitrary one. ``resume``
+    continues an interrupted demo with the same settings: finished stages (the SFT reference, each
+    method's evaluated row in ``rows/``) are reused and unfinished ones are run again from scratch.
     """
     out = Path(out)
-    prepare_out_dir(out, overwrite)
     settings = settings or DemoSettings.preset(world, fast, seed, annotators)
-    save_yaml(settings, out / "demo.yaml")
+    if resume:
+        check_resumable(out, settings)
+    else:
+        prepare_out_dir(out, overwrite)
+        save_yaml(settings, out / "demo.yaml")
     start = time.perf_counter()
     ctx = prepare(settings, out, log, progress)
     rows = [reference_row(ctx)]
-    todo = [e for e in entries(fast, ONLINE) if methods is None or e.method in methods or e.label in methods]
+    todo = [e for e in entries(settings.fast, ONLINE) if methods is None or e.method in methods or e.label in methods]
     for entry in todo:
-        row = run_entry(ctx, entry, progress)
-        log(f"{row['method']:>20s}: win-rate {row['win_rate']:.3f} ± {row['win_rate_se']:.3f}, "
-            f"KL {row['kl']:.2f}, {row['seconds']:.1f}s")
+        saved = row_path(out, entry)
+        if saved.is_file():
+            row = json.loads(saved.read_text(encoding="utf-8"))
+            log(f"{row['method']:>20s}: finished earlier (reused from {saved})")
+        else:
+            row = run_entry(ctx, entry, progress)
+            atomic_write_text(saved, json.dumps(row))
+            log(f"{row['method']:>20s}: win-rate {row['win_rate']:.3f} ± {row['win_rate_se']:.3f}, "
+                f"KL {row['kl']:.2f}, {row['seconds']:.1f}s")
         rows.append(row)
     label = settings.world + (f", annotators {settings.annotators}" if settings.annotators else "")
     write_leaderboard(rows, out, world=label, total_s=time.perf_counter() - start)
     return rows
+
+
+def row_path(out: Path, entry: Entry) -> Path:
+    """Where a method's evaluated leaderboard row is kept (its presence marks the entry finished)."""
+    slug = "".join(c if c.isalnum() else "_" for c in entry.label).strip("_")
+    return out / "rows" / f"{entry.method}__{slug}.json"
+
+
+def check_resumable(out: Path, settings: DemoSettings) -> None:
+    saved = out / "demo.yaml"
+    if not saved.is_file():
+        raise ValueError(f"[out]: {out} holds no demo to resume (no demo.yaml); run without --resume")
+    if from_dict(DemoSettings, load_yaml(saved)) != settings:
+        raise ValueError(f"[out]: the demo in {out} was started with other settings ({saved}); resume it with "
+                         "the same --world/--fast/--seed/--annotators, or pass --overwrite to start over")
+
+
+def fresh_run_dir(path: Path) -> Path:
+    """A stage left by an interrupted demo is run again from scratch."""
+    if path.exists():
+        shutil.rmtree(path)
+    return path
 
 
 def prepare_out_dir(out: Path, overwrite: bool) -> None:

@@ -76,3 +76,43 @@ def test_demo_feedback_comes_from_the_chosen_annotator_pool(tmp_path, annotators
 def test_demo_refuses_an_unknown_annotator_pool(tmp_path):
     with pytest.raises(ValueError, match="unknown annotator pool"):
         run_demo(out=tmp_path / "demo", annotators="bogus", fast=True, progress=False, log=lambda _: None)
+
+
+@pytest.mark.slow
+def test_an_interrupted_demo_resumes_to_the_uninterrupted_leaderboard(tmp_path):
+    from dataclasses import replace
+
+    quiet = {"progress": False, "log": lambda _: None}
+    settings = replace(SMALL, world="transitive")
+    whole = run_demo(out=tmp_path / "whole", settings=settings, methods=["dpo", "ipo"], **quiet)
+
+    out = tmp_path / "interrupted"
+    run_demo(out=out, settings=settings, methods=["dpo"], **quiet)  # "killed" after the first method ...
+    (out / "runs" / "ipo" / "checkpoints").mkdir(parents=True)  # ... in the middle of the second
+    (out / "leaderboard.json").unlink()
+    messages: list[str] = []
+    resumed = run_demo(out=out, settings=settings, methods=["dpo", "ipo"], resume=True, progress=False,
+                       log=messages.append)
+    assert any("SFT model finished earlier" in m for m in messages)
+    assert any("DPO: finished earlier" in m for m in messages)
+
+    def strip_time(rows):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+    assert strip_time(resumed) == strip_time(whole)
+    assert {r["method"] for r in json.loads((out / "leaderboard.json").read_text())} == {
+        "reference (SFT)", "DPO", "IPO"}
+
+
+def test_resume_refuses_other_settings_or_a_missing_demo(tmp_path):
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="no demo to resume"):
+        run_demo(out=tmp_path / "nothing", settings=SMALL, resume=True, progress=False, log=lambda _: None)
+    (tmp_path / "demo").mkdir()
+    from prefkit.config import save_yaml
+
+    save_yaml(SMALL, tmp_path / "demo" / "demo.yaml")
+    with pytest.raises(ValueError, match="other settings"):
+        run_demo(out=tmp_path / "demo", settings=replace(SMALL, seed=1), resume=True, progress=False,
+                 log=lambda _: None)

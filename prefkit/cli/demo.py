@@ -25,7 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: fastest for the tiny models, robust on a busy machine)")
     p.add_argument("--json", action="store_true", help="print the leaderboard as one JSON object")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --out")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --out")
+    again.add_argument("--resume", action="store_true",
+                       help="continue an interrupted demo in --out (same settings): finished methods are reused")
     p.set_defaults(func=run)
 
 
@@ -45,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
     torch.set_num_threads(args.threads)
     rows = run_demo(args.world, out=args.out, fast=args.fast, seed=args.seed, methods=args.methods, log=log,
-                    overwrite=args.overwrite, annotators=args.annotators)
+                    overwrite=args.overwrite, annotators=args.annotators,
+                    resume=args.resume)
     if args.json:
         print(json.dumps({"world": args.world, "out": args.out, "leaderboard": rows}))
         return 0
