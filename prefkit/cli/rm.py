@@ -43,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "eval", help="pairwise accuracy of a trained preference model",
         description="A pair is right when P(chosen beats rejected) > 1/2; ties (label 0.5) are reported apart.",
     )
-    e.add_argument("--model", required=True, help="a preference-model directory or an `rm train` run directory")
+    e.add_argument("--model", required=True, help="a preference-model directory, an `rm train` run directory, "
+                   "or llm:DIR (a local causal LM asked which response is better, in both orders)")
     e.add_argument("--data", required=True, help="JSONL/Parquet pairs")
     e.add_argument("--batch-size", type=int, default=64)
     e.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
@@ -126,11 +127,16 @@ def _eval(args: argparse.Namespace) -> int:
 
     if args.batch_size <= 0:
         raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
-    model = load_preference_model(args.model, device=args.device)
+    if args.model.startswith("llm:"):
+        from prefkit.preference.llm_judge import LLMJudge
+
+        model: Any = LLMJudge.load(args.model[len("llm:"):], device=args.device)
+    else:
+        model = load_preference_model(args.model, device=args.device)
     records, _ = read_pairs(args.data)
     result: dict[str, Any] = {**evaluate_pairs(model, records, batch_size=args.batch_size),
                               "kind": model.kind, "model": args.model, "data": args.data}
-    if hasattr(model.backbone, "collate"):
+    if hasattr(getattr(model, "backbone", None), "collate"):
         result["truncated"] = _count_truncated(model, records)
     if args.json:
         print(json.dumps(result))

@@ -140,7 +140,8 @@ class OnlineConfig:
     top_p: float = 1.0
     judge: str = "world"
     """``world`` (the simulated annotator pool of ``eval.world``), ``world-truth`` (its true
-    preference, an oracle), or a preference-model directory."""
+    preference, an oracle), a preference-model directory, or ``llm:DIR`` (a local causal LM as a
+    pairwise judge, asked in both orders)."""
     reward: Literal["auto", "win_rate"] = "auto"
     """Scalar reward of the reward-based methods (P3O, SuperHF, GRAO, expert iteration, best-of-n):
     ``auto`` uses the judge's own scalar reward (a preference model with a 1-dimensional

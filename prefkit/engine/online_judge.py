@@ -188,7 +188,8 @@ def log_odds(matrix: torch.Tensor) -> torch.Tensor:
 
 
 def resolve_judge(cfg: RunConfig, world: Any | None) -> tuple[PreferenceModel, str]:
-    """The judge named by ``online.judge``: ``world``, ``world-truth`` or a preference-model directory."""
+    """The judge named by ``online.judge``: ``world``, ``world-truth``, a preference-model directory,
+    or ``llm:DIR``, a causal LM asked which response is better (``prefkit.preference.llm_judge``)."""
     spec = cfg.online.judge
     if spec in ("world", "world-truth"):
         if world is None:
@@ -199,13 +200,12 @@ def resolve_judge(cfg: RunConfig, world: Any | None) -> tuple[PreferenceModel, s
         kind = "annotators" if spec == "world" else "truth"
         judge = WorldJudge(world, kind=kind, seed=cfg.seed + 11)
         return judge, judge.name
-    try:
-        from prefkit.preference import load_preference_model  # type: ignore[attr-defined]
-    except ImportError:
-        raise ConfigError(
-            f"online.judge={spec!r}: loading a trained preference model needs "
-            "prefkit.preference.load_preference_model, which this build does not have yet; "
-            "use online.judge=world or world-truth with --world"
-        ) from None
+    if spec.startswith("llm:"):
+        from prefkit.preference.llm_judge import LLMJudge
+
+        judge = LLMJudge.load(spec[len("llm:"):], device=cfg.train.device, trust_remote_code=cfg.trust_remote_code)
+        return judge, judge.name
+    from prefkit.preference import load_preference_model
+
     model = load_preference_model(spec)
     return model, str(spec)
