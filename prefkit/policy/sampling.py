@@ -55,7 +55,7 @@ class Samples:
         return [text for row in self.texts for text in row]
 
 
-def _last_logits(
+def last_logits(
     model: nn.Module,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
@@ -63,6 +63,8 @@ def _last_logits(
     past: object | None,
     use_cache: bool,
 ) -> tuple[torch.Tensor, object | None]:
+    """Float32 logits at the last position ``[N, V]`` (only that position is computed where the
+    model allows), and the new KV cache when ``use_cache``."""
     cache_name, keep = cache_argument(model), logits_to_keep_argument(model)
     kwargs: dict[str, object] = {
         "input_ids": input_ids,
@@ -180,7 +182,7 @@ def sample_ids(
         lengths = torch.zeros(batch, dtype=torch.long, device=device)
         finished = torch.zeros(batch, dtype=torch.bool, device=device)
 
-        steps = [_last_logits(m, ids, mask, positions, None, use_cache) for m in models]
+        steps = [last_logits(m, ids, mask, positions, None, use_cache) for m in models]
         for t in range(max_new_tokens):
             logits = steps[0][0]
             if mixture is not None:
@@ -209,13 +211,13 @@ def sample_ids(
                 step_ids, step_positions = chosen[:, None], positions[:, -1:] + 1
                 positions = torch.cat([positions, step_positions], dim=1)
                 steps = [
-                    _last_logits(m, step_ids, mask, step_positions, past, True)
+                    last_logits(m, step_ids, mask, step_positions, past, True)
                     for m, (_, past) in zip(models, steps)
                 ]
             else:
                 ids = torch.cat([ids, chosen[:, None]], dim=1)
                 positions = torch.cat([positions, positions[:, -1:] + 1], dim=1)
-                steps = [_last_logits(m, ids, mask, positions, None, False) for m in models]
+                steps = [last_logits(m, ids, mask, positions, None, False) for m in models]
         width = int(lengths.max()) if batch else 0
         return tokens[:, :width].cpu(), logps.cpu(), lengths.cpu(), finished.cpu()
     finally:

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from prefkit.data.records import Text
+from prefkit.policy.sampling import last_logits, left_pad
 
 DEFAULT_TEMPLATE = (
     "Which response answers the instruction better?\n\n"
@@ -109,18 +110,12 @@ class LLMJudge:
         if limit is not None and longest > limit:
             raise ValueError(f"a judge prompt has {longest} tokens, more than the judge model's {limit} positions; "
                              "shorten the responses or the template")
-        pad = self.policy.tokenizer.pad_token_id or 0
-        width = max(len(r) for r in rows)
+        ids, mask = left_pad(rows, self.policy.tokenizer.pad_token_id or 0)
+        positions = (mask.cumsum(1) - 1).clamp(min=0)
         device = next(self.policy.model.parameters()).device
-        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            input_ids[i, :len(row)] = torch.tensor(row)
-            mask[i, :len(row)] = 1
-        logits = self.policy.model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
-        last = logits[torch.arange(len(rows), device=device), mask.sum(1).to(device) - 1].float()
+        last, _ = last_logits(self.policy.model, ids.to(device), mask.to(device), positions.to(device), None, False)
         log_probs = torch.log_softmax(last, dim=-1)
-        scores = torch.stack([torch.logsumexp(log_probs[:, ids], dim=-1) for ids in self.label_ids], dim=-1)
+        scores = torch.stack([torch.logsumexp(log_probs[:, label], dim=-1) for label in self.label_ids], dim=-1)
         return torch.softmax(scores, dim=-1)[:, 0].cpu()
 
     def prob(self, prompts: Sequence[Text], a: Sequence[Text], b: Sequence[Text]) -> torch.Tensor:
