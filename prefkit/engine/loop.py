@@ -184,6 +184,17 @@ clips, steps the optimizer and logs. An extragradient method may take inner opti
 itself, as long as it leaves the model at the point whose gradient the loop should apply."""
 
 
+def start_run(cfg: RunConfig, resume: bool) -> tuple[Path, Path | None]:
+    """What every run does first: the output directory and the checkpoint to resume from
+    (:func:`check_out_dir`), the thread count, and the seeds."""
+    out = Path(cfg.out)
+    latest = check_out_dir(out, resume)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    seed_everything(cfg.seed)
+    return out, latest
+
+
 def check_out_dir(out: Path, resume: bool) -> Path | None:
     """The checkpoint to resume from (``None`` for a fresh run); refuses to overwrite a run."""
     ckpt_root = out / CHECKPOINTS
@@ -315,11 +326,7 @@ def train(
 
         return train_online(cfg, method, data=data, policy=policy, reference=reference, resume=resume,
                             progress=progress, evaluate=evaluate)
-    out = Path(cfg.out)
-    latest = check_out_dir(out, resume)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    seed_everything(cfg.seed)
+    out, latest = start_run(cfg, resume)
     device = resolve_device(cfg.train.device)
     loss = resolve_loss(method, cfg.loss)
     data = data or load_train_data(cfg, method)

@@ -31,10 +31,9 @@ from prefkit.engine.loop import (
     TrainData,
     TrainResult,
     _autocast_factory,
-    check_out_dir,
     frozen_copy,
     optimize,
-    seed_everything,
+    start_run,
 )
 from prefkit.engine.methods import Method
 from prefkit.engine.online_judge import OnlineJudge, resolve_judge
@@ -213,11 +212,7 @@ def train_online(
     comparisons), ``reward_evals``, ``gen_tokens``, ``gen_s``, ``gen_share`` and ``compute_s``.
     ``judge`` overrides ``online.judge`` with an in-memory preference model.
     """
-    out = Path(cfg.out)
-    latest = check_out_dir(out, resume)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    seed_everything(cfg.seed)
+    out, latest = start_run(cfg, resume)
     setup = build_online_run(cfg, method, data=data, policy=policy, reference=reference, judge=judge)
     if setup.run is None:
         return _best_of_n(cfg, method, setup, out)

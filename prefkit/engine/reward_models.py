@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from prefkit.config import RewardModelConfig, RunConfig
 from prefkit.data.records import PairRecord
-from prefkit.engine.loop import batch_indices, check_out_dir, optimize, seed_everything
+from prefkit.engine.loop import batch_indices, optimize, start_run
 from prefkit.errors import InputError
 from prefkit.losses import bradley_terry, gpm
 from prefkit.preference.backbone import TextBackbone, load_backbone, tiny_backbone
@@ -369,11 +369,7 @@ def train_preference_model(
     from prefkit.preference.evaluation import evaluate_pairs
     from prefkit.preference.io import save_preference_model
 
-    out = Path(cfg.out)
-    latest = check_out_dir(out, resume)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    seed_everything(cfg.seed)
+    out, latest = start_run(cfg, resume)
     device = resolve_device(cfg.train.device)
     report = None
     if records is None:
