@@ -5,12 +5,6 @@ import pytest
 from prefkit.config import EvalConfig, TinyConfig
 from prefkit.demo import OFFLINE, DemoSettings, run_demo
 
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("PREFKIT_CACHE", str(tmp_path / "cache"))
-
-
 SMALL = DemoSettings(
     tiny=TinyConfig(hidden_size=16, layers=1, heads=2),
     sft_sequences_per_prompt=1,

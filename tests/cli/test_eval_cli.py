@@ -11,8 +11,7 @@ TINY = ["tiny.hidden_size=16", "tiny.layers=1", "tiny.heads=2", "train.batch_siz
 
 
 @pytest.fixture
-def trained(tmp_path, monkeypatch):
-    monkeypatch.setenv("PREFKIT_CACHE", str(tmp_path / "cache"))
+def trained(tmp_path):
     data = tmp_path / "pairs.jsonl"
     write_jsonl(make_pairs(16), data)
     out = tmp_path / "run"

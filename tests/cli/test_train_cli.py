@@ -25,8 +25,7 @@ TINY = [
 
 
 @pytest.fixture
-def pairs_file(tmp_path, monkeypatch):
-    monkeypatch.setenv("PREFKIT_CACHE", str(tmp_path / "cache"))
+def pairs_file(tmp_path):
     path = tmp_path / "pairs.jsonl"
     write_jsonl(make_pairs(16), path)
     return path

@@ -1,14 +1,7 @@
 import numpy as np
-import pytest
 
 from prefkit.config import RunConfig, load
 from prefkit.data import ListRecord, PairRecord
-
-
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("PREFKIT_CACHE", str(tmp_path / "cache"))
-
 
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu"]
 

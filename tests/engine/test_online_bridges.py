@@ -25,14 +25,6 @@ N, BETA, ETA, STEPS = 4, 0.25, 3.0, 3
 """A random 4-action game where EGPO and OMD (and Nash-MD's mixtures) separate within 3 steps."""
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max())
     return e / e.sum()

@@ -7,27 +7,11 @@ from dataclasses import replace
 
 import pytest
 
-from prefkit.config import EvalConfig, TinyConfig
 from prefkit.demo import ONLINE, DemoSettings, online_config, run_demo
 from prefkit.engine.online_methods import ONLINE_METHODS, feedback_per_step
+from tests.test_demo import SMALL as OFFLINE_SMALL
 
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("PREFKIT_CACHE", str(tmp_path / "cache"))
-
-
-SMALL = DemoSettings(
-    tiny=TinyConfig(hidden_size=16, layers=1, heads=2),
-    sft_sequences_per_prompt=1,
-    sft_steps=10,
-    pairs=96,
-    lists=8,
-    steps=3,
-    batch_size=8,
-    eval=EvalConfig(prompts=6, samples=2, max_new_tokens=6),
-    online_prompts_per_step=4,
-)
+SMALL = replace(OFFLINE_SMALL, pairs=96, lists=8, online_prompts_per_step=4)
 
 
 def test_fast_demo_keeps_the_issue_online_methods_and_every_method_has_an_entry():

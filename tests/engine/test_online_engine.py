@@ -29,14 +29,6 @@ UTILITY = np.array([2.0, 1.0, 0.0, -1.0])
 BT = 1 / (1 + np.exp(-(UTILITY[:, None] - UTILITY[None, :])))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ------------------------------------------------------------------ every method learns on a toy
 
 TOY_SETTINGS = {
