@@ -34,8 +34,7 @@ from prefkit.demo import (
 from prefkit.engine import TrainData, train
 from prefkit.engine.evaluation import evaluate_on_world
 from prefkit.engine.methods import get_method
-from prefkit.engine.online import train_online
-from prefkit.engine.online_methods import feedback_per_step, resolve_recipe
+from prefkit.engine.online.methods import feedback_per_step, resolve_recipe
 from prefkit.policy import Policy
 from prefkit.preference import WorldJudge
 from prefkit.sim import lexicon as lx
@@ -136,7 +135,7 @@ def online_curve(ctx: DemoContext, e: Entry, budgets: Sequence[int], out: Path,
 
     policy = Policy(copy.deepcopy(ctx.reference.model).train().requires_grad_(True), ctx.reference.tokenizer)
     began = time.perf_counter()
-    result = train_online(cfg, get_method(e.method), data=TrainData(prompts=ctx.world.prompts("train")),
+    result = train(cfg, data=TrainData(prompts=ctx.world.prompts("train")),
                           policy=policy, reference=ctx.reference, progress=False, evaluate=on_eval,
                           judge=world_judge)
     seconds = time.perf_counter() - began

@@ -37,9 +37,9 @@ from benchmarks.online_common import (
     online_curve,
 )
 from prefkit.demo import ONLINE, demo_preference_model
-from prefkit.engine.online import best_of_n_kl, best_of_n_texts
-from prefkit.engine.online_judge import OnlineJudge
-from prefkit.engine.online_rollout import Sampler
+from prefkit.engine.online.judge import OnlineJudge
+from prefkit.engine.online.rollout import Sampler
+from prefkit.engine.online.train import best_of_n_kl, best_of_n_texts
 from prefkit.preference import WorldJudge
 from prefkit.sim.evaluation import evaluate as sim_evaluate
 

@@ -39,11 +39,10 @@ from benchmarks.online_common import (
     mean_sd,
     style_exploitability,
 )
-from prefkit.engine import TrainData
-from prefkit.engine.methods import get_method
-from prefkit.engine.online import best_of_n_texts, train_online
-from prefkit.engine.online_judge import OnlineJudge
-from prefkit.engine.online_rollout import Sampler
+from prefkit.engine import TrainData, train
+from prefkit.engine.online.judge import OnlineJudge
+from prefkit.engine.online.rollout import Sampler
+from prefkit.engine.online.train import best_of_n_texts
 from prefkit.policy import Policy
 from prefkit.sim.evaluation import evaluate as sim_evaluate
 from prefkit.sim.evaluation import win_matrix
@@ -79,7 +78,7 @@ def scalar_reward_methods(ctx, reward, tag: str, out: Path) -> dict[str, list[li
 
     cfg, _ = online_config(ctx.settings, e, out / f"p3o_{tag}")
     policy = Policy(copy.deepcopy(ctx.reference.model).train().requires_grad_(True), ctx.reference.tokenizer)
-    train_online(cfg, get_method("p3o"), data=TrainData(prompts=ctx.world.prompts("train")), policy=policy,
+    train(cfg, data=TrainData(prompts=ctx.world.prompts("train")), policy=policy,
                  reference=ctx.reference, judge=reward, progress=False)
     scores, texts = evaluate(ctx, policy, cfg.eval)
     samples[f"P3O ({tag})"] = (texts, scores)

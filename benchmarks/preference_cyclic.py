@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 from prefkit.config import RunConfig, TinyConfig, TrainConfig, load
-from prefkit.engine.reward_models import fit, pair_data, tensor_pair_data
+from prefkit.engine.preference.data import pair_data, tensor_pair_data
+from prefkit.engine.preference.train import fit
 from prefkit.preference import FeatureBackbone, build_head, build_model, evaluate_pairs
 from prefkit.preference.synthetic import (
     best_ordering_accuracy,
@@ -76,7 +77,7 @@ def features_run(name: str, kind: str, seed: int, args: argparse.Namespace) -> t
 
 
 def text_run(name: str, kind: str, seed: int, args: argparse.Namespace) -> tuple[float, float]:
-    from prefkit.engine.reward_models import build_preference_model
+    from prefkit.engine.preference.train import build_preference_model
 
     beats, words = SETS[name]
     rng = np.random.default_rng(seed)

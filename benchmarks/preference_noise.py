@@ -36,7 +36,8 @@ import torch
 
 from prefkit.config import RunConfig, TinyConfig, load
 from prefkit.data.records import PairRecord
-from prefkit.engine.reward_models import build_preference_model, fit, pair_data, tensor_pair_data
+from prefkit.engine.preference.data import pair_data, tensor_pair_data
+from prefkit.engine.preference.train import build_preference_model, fit
 from prefkit.losses import preference_strength
 from prefkit.preference import FeatureBackbone, build_head, build_model, noise
 from prefkit.preference.evaluation import accuracy_from_probabilities

@@ -1,13 +1,52 @@
-"""Atomic writes: a file or a directory appears whole, or not at all (temp name + rename)."""
+"""Atomic writes: a file or a directory appears whole, or not at all (temp name + rename).
+
+Every write goes to a new temporary name in the target's own directory and is renamed over the
+target, so an existing path is never opened for writing: a symlink planted at the target is
+replaced, not followed, and a crash leaves either the old file or the new one.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+
+@contextmanager
+def atomic_path(target: str | os.PathLike[str], *, suffix: str = "") -> Iterator[Path]:
+    """Yield a fresh temporary path beside ``target``; on success it is renamed over ``target``.
+
+    For libraries that write by path (``safetensors.torch.save_file``, ``to_parquet``).
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", suffix=suffix, dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file in the same directory."""
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return path
+
+
+def atomic_write_json(path: str | os.PathLike[str], value: Any, *, indent: int | None = 2) -> Path:
+    """``value`` as JSON (one trailing newline) through :func:`atomic_write_text`."""
+    return atomic_write_text(path, json.dumps(value, indent=indent) + "\n")
 
 
 @contextmanager
@@ -21,7 +60,7 @@ def atomic_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         yield staging
-        if target.exists():
+        if os.path.lexists(target):
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
             os.replace(target, old / "previous")
             os.replace(staging, target)
@@ -31,18 +70,3 @@ def atomic_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same directory."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path

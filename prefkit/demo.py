@@ -34,7 +34,7 @@ from prefkit.config import (
 )
 from prefkit.engine import TrainData, train
 from prefkit.engine.evaluation import evaluate_on_world, sample_texts
-from prefkit.engine.loop import frozen_copy
+from prefkit.engine.models import frozen_copy
 from prefkit.policy import Policy
 
 
@@ -269,7 +269,7 @@ def run_entry(ctx: DemoContext, entry: Entry, progress: bool | None) -> dict[str
 def online_config(settings: DemoSettings, entry: Entry, out: Path) -> tuple[RunConfig, Any]:
     """An online entry's run configuration, its steps set by the query budget, and its recipe."""
     from prefkit.engine.methods import get_method
-    from prefkit.engine.online_methods import feedback_per_step, resolve_recipe
+    from prefkit.engine.online.methods import feedback_per_step, resolve_recipe
 
     s = settings
     shared = {"online": {"prompts_per_step": s.online_prompts_per_step, "max_new_tokens": s.eval.max_new_tokens}}
@@ -286,10 +286,10 @@ def online_config(settings: DemoSettings, entry: Entry, out: Path) -> tuple[RunC
 def run_online_entry(ctx: DemoContext, entry: Entry, progress: bool | None) -> dict[str, Any]:
     """Train one online method from the reference against the world's annotator pool (or, where an
     entry says so, its true preference) and evaluate it like the offline rows."""
-    from prefkit.engine.methods import get_method
-    from prefkit.engine.online import best_of_n_kl, best_of_n_texts, train_online
-    from prefkit.engine.online_judge import OnlineJudge
-    from prefkit.engine.online_rollout import Sampler
+    from prefkit.engine import train
+    from prefkit.engine.online.judge import OnlineJudge
+    from prefkit.engine.online.rollout import Sampler
+    from prefkit.engine.online.train import best_of_n_kl, best_of_n_texts
     from prefkit.preference import WorldJudge
     from prefkit.sim.evaluation import evaluate
 
@@ -314,7 +314,7 @@ def run_online_entry(ctx: DemoContext, entry: Entry, progress: bool | None) -> d
         queries, reward_evals = counted.queries, counted.reward_evals
     else:
         policy = Policy(copy.deepcopy(ctx.reference.model).train().requires_grad_(True), ctx.reference.tokenizer)
-        result = train_online(cfg, get_method(entry.method), data=TrainData(prompts=ctx.world.prompts("train")),
+        result = train(cfg, data=TrainData(prompts=ctx.world.prompts("train")),
                               policy=policy, reference=ctx.reference, progress=progress, judge=judge)
         evaluation, _ = evaluate_on_world(result.policy, ctx.reference, ctx.world, cfg.eval, seed=s.seed + 2,
                                           ref_samples=ctx.ref_samples, pool=ctx.pool)
@@ -363,7 +363,7 @@ def demo_preference_model(ctx: DemoContext, kind: str, progress: bool | None = N
         raise ValueError(f"demo online judges are world, world-truth, bt or gpm; got {kind!r}")
     if kind not in ctx.preference_models:
         from prefkit.config import RewardModelConfig
-        from prefkit.engine.reward_models import train_preference_model
+        from prefkit.engine.preference.train import train_preference_model
 
         s = ctx.settings
         cfg = RunConfig(method="dpo", model="tiny", seed=s.seed, out=str(fresh_run_dir(ctx.out / "preference" / kind)),

@@ -61,8 +61,8 @@ def find_reference(policy_dir: Path, explicit: str | None) -> str:
 
 def pairs_accuracy(policy, reference, path: str, cfg) -> dict[str, Any]:
     from prefkit.data import read_pairs
-    from prefkit.engine.examples import tokenize_pairs
-    from prefkit.engine.refcache import reference_logps
+    from prefkit.engine.offline.examples import tokenize_pairs
+    from prefkit.engine.offline.refcache import reference_logps
 
     records, report = read_pairs(path)
     examples = tokenize_pairs(policy, records, cfg)

@@ -35,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--out", help="output directory")
     t.add_argument("--config", help="YAML file with settings")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    t.add_argument("--allow-config-change", action="append", metavar="KEY", default=[],
+                   help="with --resume: an optimisation key (e.g. train.lr) that may differ from the checkpoint's")
     t.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
     t.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
     t.set_defaults(func=run)
@@ -100,14 +102,16 @@ def _config(args: argparse.Namespace, extra: list[str] | None = None):
 
 
 def _train(args: argparse.Namespace) -> int:
-    from prefkit.engine.reward_models import train_preference_model
+    from prefkit.engine.preference.train import train_preference_model
 
     cfg = _config(args)
     if cfg.data.path is None:
         raise ValueError("--data is required")
     if args.out is None and not args.config:
         raise ValueError("--out is required")
-    result = train_preference_model(cfg, resume=args.resume, progress=None if not args.json else False)
+    result = train_preference_model(cfg, resume=args.resume, progress=None if not args.json else False,
+                                    allow_config_change=[k.strip() for item in args.allow_config_change
+                                                         for k in item.split(",") if k.strip()])
     metrics = {**result.metrics, "out": cfg.out, "model_dir": f"{cfg.out}/model"}
     if args.json:
         print(json.dumps(metrics))
@@ -170,7 +174,7 @@ def _strength(args: argparse.Namespace) -> int:
 
     from prefkit.cli.sim import write_jsonl_atomic
     from prefkit.data import read_pairs
-    from prefkit.engine.reward_models import train_preference_model
+    from prefkit.engine.preference.train import train_preference_model
     from prefkit.preference import noise
     from prefkit.preference.io import load_preference_model
 

@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="output directory")
     p.add_argument("--config", help="YAML file with settings")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--allow-config-change", action="append", metavar="KEY", default=[],
+                   help="with --resume: an optimisation key (e.g. train.lr; repeat or comma-separate for several) "
+                        "that may differ from the checkpoint's; the change is recorded in metrics.json")
     p.add_argument("--world", help="evaluate on this simulated world at eval steps and at the end")
     p.add_argument("--list-methods", action="store_true", help="list the methods and exit")
     p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
@@ -55,7 +58,10 @@ def run(args: argparse.Namespace) -> int:
     if args.method is None and not args.config:
         raise ValueError("--method is required (see --list-methods)")
     evaluate = world_evaluator(cfg) if cfg.eval.world else None
-    result = train(cfg, resume=args.resume, evaluate=evaluate)
+    if args.allow_config_change and not args.resume:
+        raise ValueError("--allow-config-change applies to --resume only")
+    allowed = [key.strip() for item in args.allow_config_change for key in item.split(",") if key.strip()]
+    result = train(cfg, resume=args.resume, evaluate=evaluate, allow_config_change=allowed)
     if args.json:
         print(json.dumps(result.metrics))
     else:

@@ -82,6 +82,14 @@ class TrainConfig:
     bucket_overhead: int = 128
     """Split a micro-batch into length buckets when a forward call costs less than this many
     padded token positions (0: one padded forward). Exact: only padding changes."""
+    packing: bool = False
+    """Padding-free packing: the rows of a micro-batch are concatenated into one sequence with
+    per-row position ids, attention never crossing rows (flash-attention varlen on GPU, a
+    block-diagonal mask under sdpa/eager). Exact: the same log-probs as padding."""
+    report_to: str | list[str] = "none"
+    """Experiment trackers: ``none`` or any of ``tensorboard``, ``wandb``, ``mlflow``,
+    ``trackio`` (a name, a comma-separated string or a list; each through its own library, extras
+    of the same names). Stored as a list."""
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "grad_accum", "max_length"):
@@ -93,6 +101,8 @@ class TrainConfig:
             )
         if self.lr <= 0:
             raise ValueError(f"train.lr must be positive, got {self.lr}")
+        trackers = self.report_to.split(",") if isinstance(self.report_to, str) else list(self.report_to)
+        object.__setattr__(self, "report_to", [t.strip() for t in trackers if t.strip()] or ["none"])
 
 
 @dataclass(frozen=True)

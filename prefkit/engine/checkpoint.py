@@ -1,9 +1,15 @@
 """Atomic checkpoints: model and optimizer tensors in safetensors, everything else in JSON.
 
 Nothing is pickled, so loading a checkpoint never executes code. A checkpoint is a directory
-``step-XXXXXXXX`` written under a temporary name and renamed into place; ``latest`` is a small
+``step-XXXXXXXX`` staged as ``.tmp-step-XXXXXXXX`` and renamed into place; ``latest`` is a small
 text file replaced atomically after the directory exists, so a run killed at any moment leaves
 either the previous checkpoint or the new one, never a half-written one.
+
+Layout: ``model.safetensors`` and ``optimizer.safetensors`` (written by the main process: under
+data parallelism every rank holds the same weights and optimizer state), ``state.json`` (step,
+tokens, wall time, world size, the resolved config and the optimizer's JSON metadata), and per
+rank ``rank-R.safetensors`` + ``rank-R.json`` (that rank's random-number generators and its
+step shape's own state, e.g. an online round's samples).
 """
 
 from __future__ import annotations
@@ -12,7 +18,6 @@ import json
 import os
 import random
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +27,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from prefkit._atomic import atomic_write_text
+from prefkit.engine.rundir import LATEST, RunDirectoryError
 
-LATEST = "latest"
+STATE = "state.json"
 
 
 @dataclass
@@ -32,12 +38,10 @@ class TrainState:
 
     step: int = 0
     tokens: int = 0
-    queries: int = 0
     wall_s: float = 0.0
-    extra: dict[str, Any] | None = None
 
 
-def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Split ``optimizer.state_dict()`` into tensors (for safetensors) and JSON metadata."""
     tensors: dict[str, torch.Tensor] = {}
     meta_state: dict[str, dict[str, Any]] = {}
@@ -54,7 +58,7 @@ def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], 
     return tensors, {"state": meta_state, "param_groups": state["param_groups"]}
 
 
-def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
     state: dict[int, dict[str, Any]] = {}
     for param_id, entry in meta["state"].items():
         state[int(param_id)] = {
@@ -70,16 +74,12 @@ def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"torch_cuda_{i}"] = s
     np_state = np.random.get_state()
+    version, internal, gauss = random.getstate()
     meta = {
         "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
-        "python": _jsonable_python_state(random.getstate()),
+        "python": [version, list(internal), gauss],
     }
     return tensors, meta
-
-
-def _jsonable_python_state(state: tuple) -> list:
-    version, internal, gauss = state
-    return [version, list(internal), gauss]
 
 
 def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
@@ -93,113 +93,110 @@ def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Non
     random.setstate((version, tuple(internal), gauss))
 
 
-def save_checkpoint(
-    root: str | Path,
-    *,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer | None,
-    scheduler: Any | None,
-    state: TrainState,
-    config: dict[str, Any],
-    keep: int = 2,
-) -> Path:
-    """Write ``root/step-XXXXXXXX`` atomically and point ``root/latest`` at it."""
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step-{state.step:08d}"
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
-    try:
-        weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-        save_file(_dedupe_shared(weights), tmp / "model.safetensors")
-        meta: dict[str, Any] = {
-            "state": {
-                "step": state.step,
-                "tokens": state.tokens,
-                "queries": state.queries,
-                "wall_s": state.wall_s,
-                "extra": state.extra,
-            },
-            "config": config,
-        }
-        if optimizer is not None:
-            opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
-            save_file(opt_tensors, tmp / "optimizer.safetensors")
-            meta["optimizer"] = opt_meta
-        if scheduler is not None:
-            meta["scheduler"] = scheduler.state_dict()
-        rng_tensors, rng_meta = rng_state()
-        save_file(rng_tensors, tmp / "rng.safetensors")
-        meta["rng"] = rng_meta
-        (tmp / "state.json").write_text(json.dumps(meta), encoding="utf-8")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    atomic_write_text(root / LATEST, final.name)
-    _prune(root, keep)
-    return final
-
-
-def _dedupe_shared(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def dedupe_shared(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """safetensors refuses tensors sharing memory (tied embeddings): store each storage once."""
-    seen: dict[tuple[int, int, tuple[int, ...]], str] = {}
+    seen: set[tuple[int, int, tuple[int, ...]]] = set()
     out = {}
     for name, tensor in weights.items():
         key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
         out[name] = tensor.clone() if key in seen else tensor
-        seen.setdefault(key, name)
+        seen.add(key)
     return out
 
 
-def _prune(root: Path, keep: int) -> None:
-    steps = sorted(p for p in root.glob("step-*") if p.is_dir())
+def staging_dir(root: Path, step: int) -> Path:
+    """Where the checkpoint of ``step`` is written before it is renamed into place."""
+    return root / f".tmp-step-{step:08d}"
+
+
+def write_rank_state(staging: Path, rank: int, shape_state: dict[str, Any] | None) -> None:
+    """This rank's generators and step-shape state (every rank calls it)."""
+    tensors, meta = rng_state()
+    save_file(tensors, staging / f"rank-{rank}.safetensors")
+    (staging / f"rank-{rank}.json").write_text(json.dumps({"rng": meta, "shape": shape_state}), encoding="utf-8")
+
+
+def write_main_state(
+    staging: Path,
+    *,
+    weights: dict[str, torch.Tensor] | None,
+    optimizer: dict[str, Any] | None,
+    state: TrainState,
+    config: dict[str, Any],
+    world_size: int,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Weights, optimizer and ``state.json`` (the main process calls it, last)."""
+    meta: dict[str, Any] = {
+        "state": {"step": state.step, "tokens": state.tokens, "wall_s": state.wall_s},
+        "world_size": world_size,
+        "config": config,
+        **(extra or {}),
+    }
+    if weights is not None:
+        save_file(dedupe_shared({k: v.detach().contiguous().cpu() for k, v in weights.items()}),
+                  staging / "model.safetensors")
+    if optimizer is not None:
+        tensors, opt_meta = flatten_optimizer(optimizer)
+        save_file(tensors, staging / "optimizer.safetensors")
+        meta["optimizer"] = opt_meta
+    (staging / STATE).write_text(json.dumps(meta), encoding="utf-8")
+
+
+def commit(root: Path, staging: Path, step: int, *, keep: int = 2) -> Path:
+    """Rename the staged checkpoint into place, point ``latest`` at it, prune older ones."""
+    final = root / f"step-{step:08d}"
+    if os.path.lexists(final):
+        if final.is_symlink() or not final.is_dir():
+            final.unlink()
+        else:
+            shutil.rmtree(final)
+    os.replace(staging, final)
+    atomic_write_text(root / LATEST, final.name)
+    steps = sorted(p for p in root.glob("step-*") if p.is_dir() and not p.is_symlink())
     for old in steps[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
+    return final
 
 
-def latest_checkpoint(root: str | Path) -> Path | None:
-    """The checkpoint ``root/latest`` points at, or ``None`` when there is none."""
-    root = Path(root)
-    pointer = root / LATEST
-    if not pointer.exists():
-        return None
-    path = root / pointer.read_text(encoding="utf-8").strip()
-    return path if (path / "state.json").exists() else None
+@dataclass
+class Checkpoint:
+    """A checkpoint read back: the train state, the saved config and this rank's shape state."""
+
+    path: Path
+    state: TrainState
+    config: dict[str, Any]
+    world_size: int
+    meta: dict[str, Any]
+
+    def load_weights(self, model: torch.nn.Module) -> None:
+        weights = load_file(self.path / "model.safetensors")
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+        real_missing = [k for k in missing if not _is_tied_alias(model, k)]
+        if real_missing or unexpected:
+            raise RunDirectoryError(
+                f"{self.path}: checkpoint does not match the model (missing {real_missing[:5]}, "
+                f"unexpected {unexpected[:5]})"
+            )
+
+    def load_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        if "optimizer" in self.meta:
+            tensors = load_file(self.path / "optimizer.safetensors")
+            optimizer.load_state_dict(unflatten_optimizer(tensors, self.meta["optimizer"]))
+
+    def restore_rank(self, rank: int) -> dict[str, Any] | None:
+        """Restore this rank's generators; return its step shape's saved state."""
+        saved = json.loads((self.path / f"rank-{rank}.json").read_text(encoding="utf-8"))
+        set_rng_state(load_file(self.path / f"rank-{rank}.safetensors"), saved["rng"])
+        return saved["shape"]
 
 
-def load_checkpoint(
-    path: str | Path,
-    *,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer | None = None,
-    scheduler: Any | None = None,
-    restore_rng: bool = True,
-) -> tuple[TrainState, dict[str, Any]]:
-    """Restore weights, optimizer, scheduler and RNG; return the train state and saved config."""
+def read_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
-    meta = json.loads((path / "state.json").read_text(encoding="utf-8"))
-    weights = load_file(path / "model.safetensors")
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    real_missing = [k for k in missing if not _is_tied_alias(model, k)]
-    if real_missing or unexpected:
-        raise ValueError(
-            f"{path}: checkpoint does not match the model (missing {real_missing[:5]}, "
-            f"unexpected {unexpected[:5]})"
-        )
-    if optimizer is not None and "optimizer" in meta:
-        tensors = load_file(path / "optimizer.safetensors")
-        optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
-    if scheduler is not None and "scheduler" in meta:
-        scheduler.load_state_dict(meta["scheduler"])
-    if restore_rng:
-        set_rng_state(load_file(path / "rng.safetensors"), meta["rng"])
+    meta = json.loads((path / STATE).read_text(encoding="utf-8"))
     s = meta["state"]
-    state = TrainState(
-        step=s["step"], tokens=s["tokens"], queries=s["queries"], wall_s=s["wall_s"], extra=s["extra"]
-    )
-    return state, meta["config"]
+    state = TrainState(step=int(s["step"]), tokens=int(s["tokens"]), wall_s=float(s["wall_s"]))
+    return Checkpoint(path, state, meta["config"], int(meta.get("world_size", 1)), meta)
 
 
 def _is_tied_alias(model: torch.nn.Module, key: str) -> bool:
@@ -207,3 +204,4 @@ def _is_tied_alias(model: torch.nn.Module, key: str) -> bool:
     if isinstance(tied, dict):
         tied = list(tied)
     return key in tied
+

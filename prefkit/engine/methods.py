@@ -3,7 +3,8 @@
 A method names one of the engine's step shapes and, for the loss-driven ones, a registry loss
 plus default settings. Every pairwise and listwise loss of ``prefkit.losses.LOSSES`` is a
 method under its own name; a few well-known recipes are added on top (cDPO, RPO, SFT). Online
-methods (sample -> judge -> update) are registered by ``prefkit.engine.online``.
+methods (sample -> judge -> update) carry a :class:`Recipe` and are registered by
+``prefkit.engine.online.methods``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,31 @@ StepKind = Literal["sft", "pairwise", "listwise", "online"]
 
 
 @dataclass(frozen=True)
+class Recipe:
+    """What an online method does: its objective (a key of
+    ``prefkit.engine.online.objectives.OBJECTIVES``) and the defaults that define it. Fields of
+    ``OnlineConfig`` left at ``None`` take these values; an explicit setting wins."""
+
+    objective: str
+    samples_per_prompt: int
+    pairing: Literal["best_worst", "random", "all"] = "best_worst"
+    iterations: int | None = None
+    """Rounds; ``None`` is per-step online (every optimizer step samples afresh)."""
+    ref_update: Literal["fixed", "previous"] = "fixed"
+    extragradient: bool = False
+    """EGPO: a half step to pi_{t+1/2}, fresh opponents from it, then the step from pi_t."""
+    score: Literal["probability", "logit"] = "probability"
+    """Win-rate targets from probabilities (SPPO) or skew-symmetric log-odds scores (GPO)."""
+    on_policy: bool = False
+    """A policy-gradient estimator: responses must be drawn from the policy at temperature 1."""
+    needs_reward: bool = False
+    """Scores each response with a scalar reward (or its win-rate, ``online.reward=win_rate``)."""
+    needs_answers: bool = False
+    exact_kl: bool = False
+    """SuperHF: the KL prior is the full-vocabulary per-token KL (the official code's)."""
+
+
+@dataclass(frozen=True)
 class Method:
     """One trainable method: a step shape, a loss and the settings that define the recipe."""
 
@@ -27,7 +53,8 @@ class Method:
     summary: str
     loss_params: dict[str, Any] = field(default_factory=dict)
     nll_weight: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
+    recipe: Recipe | None = None
+    """Online methods only: what the online step builds and trains on."""
 
 
 def _from_registry() -> dict[str, Method]:

@@ -3,27 +3,34 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 
 from prefkit.config import TrainConfig
 
+LrScale = Callable[[str], float]
+"""``lr_scale(parameter name)``: the multiplier on ``train.lr`` for that parameter (e.g. a
+preference model's head trained faster than its backbone)."""
 
-def build_optimizer(named_params: Iterable[tuple[str, torch.nn.Parameter]], cfg: TrainConfig) -> torch.optim.AdamW:
-    decay, no_decay = [], []
+
+def build_optimizer(named_params: Iterable[tuple[str, torch.nn.Parameter]], cfg: TrainConfig,
+                    lr_scale: LrScale | None = None) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters, grouped by weight decay and learning-rate scale."""
+    groups: dict[tuple[bool, float], list[torch.nn.Parameter]] = {}
     for name, param in named_params:
         if not param.requires_grad:
             continue
-        (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    params = decay + no_decay
-    fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in params)
+        decay = not (param.ndim < 2 or "norm" in name.lower())
+        scale = float(lr_scale(name)) if lr_scale is not None else 1.0
+        groups.setdefault((decay, scale), []).append(param)
+    params = [p for group in groups.values() for p in group]
+    if not params:
+        raise ValueError("no trainable parameters: every parameter has requires_grad=False")
+    fused = all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in params)
     return torch.optim.AdamW(
-        [g for g in groups if g["params"]],
+        [{"params": group, "weight_decay": cfg.weight_decay if decay else 0.0, "lr_scale": scale}
+         for (decay, scale), group in groups.items()],
         lr=cfg.lr,
         betas=(cfg.adam_beta1, cfg.adam_beta2),
         eps=cfg.adam_eps,
@@ -45,8 +52,9 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
 
 
 def set_lr(optimizer: torch.optim.Optimizer, step: int, cfg: TrainConfig) -> float:
-    """Set every group's learning rate for ``step`` (stateless, so resume needs nothing extra)."""
+    """Set every group's learning rate for ``step`` (stateless, so resume needs nothing extra);
+    returns the base rate."""
     lr = cfg.lr * lr_factor(step, cfg)
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
     return lr

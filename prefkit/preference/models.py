@@ -44,7 +44,10 @@ def inference(module: nn.Module, *, dropout: bool = False) -> Iterator[None]:
             m.training = mode
 
 
-class _NeuralModel(nn.Module):
+class NeuralPreferenceModel(nn.Module):
+    """A backbone plus a head; ``forward(batch)`` is the differentiable training forward (so
+    data-parallel wrappers see it): embeddings for ``bt``/``gpm``, one-order logits for ``pairpm``."""
+
     kind = ""
 
     def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
@@ -61,12 +64,15 @@ class _NeuralModel(nn.Module):
         return {"kind": self.kind, **backbone, **self.head.config(), "dropout": float(self.head.dropout.p)}
 
 
-class EmbeddingPreferenceModel(_NeuralModel):
+class EmbeddingPreferenceModel(NeuralPreferenceModel):
     """Shared by ``bt`` and ``gpm``: one embedding per (prompt, response)."""
 
     def embed_train(self, batch: Any) -> torch.Tensor:
         hidden, prompt = self.backbone(batch)
         return self.head(hidden.float(), prompt.float())
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        return self.embed_train(batch)
 
     def embed(
         self, prompts: Sequence[Text], responses: Sequence[Text], *, batch_size: int = 32, dropout: bool = False
@@ -132,7 +138,7 @@ class GeneralPreferenceModel(EmbeddingPreferenceModel):
         return self.head.scores(e_a, e_b)
 
 
-class PairwisePreferenceModel(_NeuralModel):
+class PairwisePreferenceModel(NeuralPreferenceModel):
     """A classifier over ``[prompt, a, b]``; ``prob`` is the position-debiased average."""
 
     kind = "pairpm"
@@ -142,6 +148,9 @@ class PairwisePreferenceModel(_NeuralModel):
         """The raw (one-order) logit of ``P(first beats second)`` for each row."""
         hidden, prompt = self.backbone(batch)
         return self.head(hidden.float(), prompt.float())
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        return self.logits_train(batch)
 
     def ordered_logits(
         self, prompts: Sequence[Text], a: Sequence[Text], b: Sequence[Text], *, batch_size: int = 32,
@@ -178,14 +187,16 @@ class PairwisePreferenceModel(_NeuralModel):
         return torch.sigmoid(self.debiased_logit(*self.ordered_logits(prompts, a, b, batch_size=batch_size))).float()
 
 
-MODEL_CLASSES: dict[str, type[_NeuralModel]] = {
+_NeuralModel = NeuralPreferenceModel  # the former name, for existing imports
+
+MODEL_CLASSES: dict[str, type[NeuralPreferenceModel]] = {
     "bt": RewardModel,
     "gpm": GeneralPreferenceModel,
     "pairpm": PairwisePreferenceModel,
 }
 
 
-def build_model(kind: str, backbone: nn.Module, head: nn.Module) -> _NeuralModel:
+def build_model(kind: str, backbone: nn.Module, head: nn.Module) -> NeuralPreferenceModel:
     if kind not in MODEL_CLASSES:
         raise ValueError(f"unknown preference model kind {kind!r} (known: {', '.join(MODEL_CLASSES)})")
     return MODEL_CLASSES[kind](backbone, head)

@@ -3,7 +3,7 @@ import itertools
 import torch
 
 from prefkit.engine import TrainData, train
-from prefkit.engine.buckets import length_buckets
+from prefkit.engine.offline.buckets import length_buckets
 
 from .conftest import make_pairs, tiny_config
 

@@ -14,15 +14,21 @@ import numpy as np
 import pytest
 import torch
 
-from prefkit.engine.loop import TrainData
+from prefkit.engine import RunSession, TrainData
 from prefkit.engine.methods import get_method
-from prefkit.engine.online import build_online_run
+from prefkit.engine.online.train import build_online_run
 from prefkit.games import PreferenceGame
 
 from .online_toys import PROMPT, MatrixJudge, one_token_policy, random_game, toy_config
 
 N, BETA, ETA, STEPS = 4, 0.25, 3.0, 3
 """A random 4-action game where EGPO and OMD (and Nash-MD's mixtures) separate within 3 steps."""
+
+
+def gradients(session, setup, optimizer, step):
+    """The driver's gradient of one step on the unwrapped model: ``(metrics, tokens)``."""
+    _, metrics, tokens, _ = session.gradients(setup.shape, setup.policy.model, optimizer, step)
+    return metrics, tokens
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -41,12 +47,12 @@ def _engine_trajectory(tmp_path, method, lr, prompts, overrides, P, ref_logits, 
     policy, reference = one_token_policy(init_logits), one_token_policy(ref_logits)
     cfg = toy_config(tmp_path, method, f"loss.beta={BETA}", f"online.prompts_per_step={prompts}",
                      f"train.steps={STEPS}", *overrides)
-    setup = build_online_run(cfg, get_method(method), data=TrainData(prompts=[PROMPT] * prompts),
+    setup = build_online_run(session := RunSession.start(cfg), get_method(method), data=TrainData(prompts=[PROMPT] * prompts),
                              policy=policy, reference=reference, judge=MatrixJudge(P))
     optimizer = torch.optim.SGD(policy.model.parameters(), lr=lr)
     trajectory = []
     for step in range(STEPS):
-        setup.run.step_fn(step, optimizer)  # what optimize() does around it: the step, then zero_grad
+        gradients(session, setup, optimizer, step)  # what optimize() does around it: the step, then zero_grad
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         trajectory.append(policy.model.probs())
@@ -110,10 +116,10 @@ def test_nash_md_mixture_zero_is_self_play_and_one_a_best_response_to_the_refere
     policy, reference = one_token_policy(init_logits), one_token_policy(ref_logits)
     cfg = toy_config(tmp_path, "nash_md", f"loss.beta={BETA}", "online.prompts_per_step=1500",
                      "online.samples_per_prompt=4", f"online.mixture_coef={coef}", "train.steps=1")
-    setup = build_online_run(cfg, get_method("nash_md"), data=TrainData(prompts=[PROMPT] * 1500),
+    setup = build_online_run(session := RunSession.start(cfg), get_method("nash_md"), data=TrainData(prompts=[PROMPT] * 1500),
                              policy=policy, reference=reference, judge=MatrixJudge(P))
     optimizer = torch.optim.SGD(policy.model.parameters(), lr=lr)
-    setup.run.step_fn(0, optimizer)
+    gradients(session, setup, optimizer, 0)
     optimizer.step()
 
     pi, ref = _softmax(init_logits), _softmax(ref_logits)
@@ -134,17 +140,17 @@ def test_egpo_half_step_restores_parameters_and_optimizer_state(tmp_path):
     P, ref_logits, init_logits = _setup()
     policy, reference = one_token_policy(init_logits), one_token_policy(ref_logits)
     cfg = toy_config(tmp_path, "egpo", f"loss.beta={BETA}", "online.prompts_per_step=50", "train.steps=3")
-    setup = build_online_run(cfg, get_method("egpo"), data=TrainData(prompts=[PROMPT] * 50),
+    setup = build_online_run(session := RunSession.start(cfg), get_method("egpo"), data=TrainData(prompts=[PROMPT] * 50),
                              policy=policy, reference=reference, judge=MatrixJudge(P))
     optimizer = torch.optim.AdamW(policy.model.parameters(), lr=0.1)
-    setup.run.step_fn(0, optimizer)
+    gradients(session, setup, optimizer, 0)
     optimizer.step()
     optimizer.zero_grad()
     before_theta = policy.model.theta.detach().clone()
     before_state = {k: v.clone() if torch.is_tensor(v) else v
                     for k, v in optimizer.state[policy.model.theta].items()}
     queries_before = setup.judge.queries
-    setup.run.step_fn(1, optimizer)
+    gradients(session, setup, optimizer, 1)
     assert torch.equal(policy.model.theta.detach(), before_theta)
     for key, value in optimizer.state[policy.model.theta].items():
         assert torch.equal(torch.as_tensor(value), torch.as_tensor(before_state[key])), key

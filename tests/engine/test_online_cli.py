@@ -8,7 +8,7 @@ import pytest
 
 from prefkit.cli.main import main
 from prefkit.data import PromptRecord, write_jsonl
-from prefkit.engine.online_methods import ONLINE_METHODS
+from prefkit.engine.online.methods import ONLINE_METHODS
 
 TINY = ["tiny.hidden_size=16", "tiny.layers=1", "tiny.heads=2", "train.max_length=40", "train.log_every=1",
         "online.prompts_per_step=2", "online.max_new_tokens=6", "eval.prompts=4", "eval.samples=2",

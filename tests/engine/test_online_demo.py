@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from prefkit.demo import ONLINE, DemoSettings, online_config, run_demo
-from prefkit.engine.online_methods import ONLINE_METHODS, feedback_per_step
+from prefkit.engine.online.methods import ONLINE_METHODS, feedback_per_step
 from tests.test_demo import SMALL as OFFLINE_SMALL
 
 SMALL = replace(OFFLINE_SMALL, pairs=96, lists=8, online_prompts_per_step=4)

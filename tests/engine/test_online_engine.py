@@ -11,13 +11,12 @@ import torch
 
 from prefkit.config import RunConfig, load
 from prefkit.data import PairRecord
-from prefkit.engine import loop as loop_module
-from prefkit.engine.loop import TrainData
+from prefkit.engine import RunSession, TrainData, train
 from prefkit.engine.methods import METHODS, get_method
-from prefkit.engine.online import best_of_n_texts, build_online_run, train_online
-from prefkit.engine.online_judge import OnlineJudge
-from prefkit.engine.online_methods import ONLINE_METHODS, feedback_per_step, resolve_recipe
-from prefkit.engine.online_step import NoPreferenceSignalError, OnlineRun
+from prefkit.engine.online.judge import OnlineJudge
+from prefkit.engine.online.methods import ONLINE_METHODS, feedback_per_step, resolve_recipe
+from prefkit.engine.online.step import NoPreferenceSignalError, OnlineShape
+from prefkit.engine.online.train import best_of_n_texts, build_online_run
 from prefkit.errors import InputError
 from prefkit.preference import JudgeError
 from prefkit.sim import make_world
@@ -49,6 +48,12 @@ TOY_SETTINGS = {
 REWARD_METHODS = {"p3o", "superhf", "grao", "expert_iteration"}
 
 
+def gradients(session, setup, optimizer, step):
+    """The driver's gradient of one step on the unwrapped model: ``(metrics, tokens)``."""
+    _, metrics, tokens, _ = session.gradients(setup.shape, setup.policy.model, optimizer, step)
+    return metrics, tokens
+
+
 def test_every_online_method_is_covered_by_the_toy():
     assert set(TOY_SETTINGS) | {"best_of_n"} == {m.name for m in ONLINE_METHODS}
     for method in ONLINE_METHODS:
@@ -64,7 +69,7 @@ def test_each_method_moves_toward_the_preferred_action(tmp_path, method):
     cfg = toy_config(tmp_path, method, "train.steps=8", "train.lr=0.1", "online.prompts_per_step=16",
                      *TOY_SETTINGS[method])
     answers = [PairRecord(PROMPT, "a0", "a3")]
-    result = train_online(cfg, get_method(method), data=TrainData(prompts=[PROMPT], pairs=answers),
+    result = train(cfg, data=TrainData(prompts=[PROMPT], pairs=answers),
                           policy=policy, reference=reference, judge=judge, progress=False)
     probs = policy.model.probs()
     assert probs[0] > 0.32, probs
@@ -86,7 +91,7 @@ def test_best_of_n_picks_the_best_of_its_samples():
 
 
 def build_sampler(policy):
-    from prefkit.engine.online_rollout import Sampler
+    from prefkit.engine.online.rollout import Sampler
 
     return Sampler(policy, max_new_tokens=1)
 
@@ -99,10 +104,10 @@ def _p3o_gradient(tmp_path, judge, variant):
     reference = one_token_policy([0.0, 0.0, 0.0, 0.0], prompts=prompts)
     cfg = toy_config(tmp_path, "p3o", "online.prompts_per_step=8", "online.samples_per_prompt=4",
                      "loss.beta=0.1", f"loss.params={{variant: {variant}}}", "train.steps=1")
-    setup = build_online_run(cfg, get_method("p3o"), data=TrainData(prompts=prompts), policy=policy,
+    setup = build_online_run(session := RunSession.start(cfg), get_method("p3o"), data=TrainData(prompts=prompts), policy=policy,
                              reference=reference, judge=judge)
     optimizer = torch.optim.SGD(policy.model.parameters(), lr=1.0)
-    setup.run.step_fn(0, optimizer)
+    gradients(session, setup, optimizer, 0)
     return policy.model.theta.grad.detach().clone()
 
 
@@ -148,7 +153,7 @@ def world_config(tmp_path, method, *overrides) -> RunConfig:
 def test_queries_are_counted_as_judged_pairs(tmp_path, world, method, overrides, queries_per_prompt):
     cfg = world_config(tmp_path, method, *overrides)
     prompts = world.prompts("train", 12)
-    result = train_online(cfg, get_method(method), data=TrainData(prompts=prompts), progress=False)
+    result = train(cfg, data=TrainData(prompts=prompts), progress=False)
     recipe = resolve_recipe(get_method(method), cfg.online)
     per_step, evals = feedback_per_step(recipe, cfg.online)
     assert per_step == queries_per_prompt * cfg.online.prompts_per_step and evals == 0
@@ -174,7 +179,7 @@ class LengthReward:
 
 def test_a_reward_model_costs_reward_evaluations_not_queries(tmp_path, world):
     cfg = world_config(tmp_path, "p3o", "online.samples_per_prompt=4")
-    result = train_online(cfg, get_method("p3o"), data=TrainData(prompts=world.prompts("train", 12)),
+    result = train(cfg, data=TrainData(prompts=world.prompts("train", 12)),
                           judge=LengthReward(), progress=False)
     assert result.metrics["queries"] == 0
     assert result.metrics["reward_evals"] == 3 * 3 * 4  # steps x prompts x samples
@@ -183,13 +188,13 @@ def test_a_reward_model_costs_reward_evaluations_not_queries(tmp_path, world):
 def test_scalar_reward_methods_refuse_a_judge_without_a_reward(tmp_path, world):
     cfg = world_config(tmp_path, "p3o")
     with pytest.raises(ValueError, match=r"online\.reward=win_rate"):
-        train_online(cfg, get_method("p3o"), data=TrainData(prompts=world.prompts("train", 4)), progress=False)
+        train(cfg, data=TrainData(prompts=world.prompts("train", 4)), progress=False)
 
 
 def test_gpo_refuses_a_judge_with_hard_labels(tmp_path, world):
     cfg = world_config(tmp_path, "gpo")
     with pytest.raises(ValueError, match="0/1 labels"):
-        train_online(cfg, get_method("gpo"), data=TrainData(prompts=world.prompts("train", 4)), progress=False)
+        train(cfg, data=TrainData(prompts=world.prompts("train", 4)), progress=False)
 
 
 # ------------------------------------------------------------------ bad judges, prompts, generations
@@ -210,21 +215,21 @@ class BadJudge:
 def test_a_judge_that_returns_non_probabilities_stops_the_run(tmp_path, value, message):
     cfg = toy_config(tmp_path, "online_dpo", "online.prompts_per_step=8")
     with pytest.raises(JudgeError, match=message):
-        train_online(cfg, get_method("online_dpo"), data=TrainData(prompts=[PROMPT]),
+        train(cfg, data=TrainData(prompts=[PROMPT]),
                      policy=one_token_policy(np.zeros(4)), judge=BadJudge(value), progress=False)
 
 
 def test_an_empty_prompt_set_is_an_error(tmp_path):
     cfg = toy_config(tmp_path, "online_dpo")
     with pytest.raises(InputError, match="prompt set is empty"):
-        train_online(cfg, get_method("online_dpo"), data=TrainData(prompts=[]),
+        train(cfg, data=TrainData(prompts=[]),
                      policy=one_token_policy(np.zeros(4)), judge=MatrixJudge(BT), progress=False)
 
 
 def test_online_training_without_prompts_names_the_missing_input(tmp_path):
     cfg = toy_config(tmp_path, "online_dpo")
     with pytest.raises(InputError, match="--data FILE"):
-        train_online(cfg, get_method("online_dpo"), policy=one_token_policy(np.zeros(4)), judge=MatrixJudge(BT),
+        train(cfg, policy=one_token_policy(np.zeros(4)), judge=MatrixJudge(BT),
                      progress=False)
 
 
@@ -235,7 +240,7 @@ def test_identical_generations_give_a_clear_error(tmp_path, method):
     cfg = toy_config(tmp_path, method, "online.prompts_per_step=4", "online.iterations=1"
                      if method in ("sppo", "iterative_dpo") else "online.epochs=1")
     with pytest.raises(NoPreferenceSignalError, match="identical"):
-        train_online(cfg, get_method(method), data=TrainData(prompts=[PROMPT]), policy=policy, judge=judge,
+        train(cfg, data=TrainData(prompts=[PROMPT]), policy=policy, judge=judge,
                      progress=False)
 
 
@@ -243,7 +248,7 @@ def test_all_empty_generations_give_a_clear_error(tmp_path):
     policy = one_token_policy([0.0, 0.0], eos_logit=40.0)  # the end-of-sequence token at once
     cfg = toy_config(tmp_path, "online_dpo", "online.prompts_per_step=4")
     with pytest.raises(NoPreferenceSignalError, match="step 1"):
-        train_online(cfg, get_method("online_dpo"), data=TrainData(prompts=[PROMPT]), policy=policy,
+        train(cfg, data=TrainData(prompts=[PROMPT]), policy=policy,
                      judge=MatrixJudge(BT[:2, :2]), progress=False)
 
 
@@ -252,19 +257,19 @@ def test_a_policy_that_collapses_mid_run_skips_rounds_and_counts_them(tmp_path):
     they are skipped (no update, ``empty_steps``) with one warning instead of stopping the run."""
     policy = one_token_policy(np.zeros(4))
     cfg = toy_config(tmp_path, "online_dpo", "online.prompts_per_step=8", "train.steps=3")
-    setup = build_online_run(cfg, get_method("online_dpo"), data=TrainData(prompts=[PROMPT]), policy=policy,
+    setup = build_online_run(session := RunSession.start(cfg), get_method("online_dpo"), data=TrainData(prompts=[PROMPT]), policy=policy,
                              reference=one_token_policy(np.zeros(4)), judge=MatrixJudge(BT))
     optimizer = torch.optim.SGD(policy.model.parameters(), lr=0.1)
-    metrics, _ = setup.run.step_fn(0, optimizer)
+    metrics, _ = gradients(session, setup, optimizer, 0)
     assert metrics["rows"] > 0 and metrics["empty_steps"] == 0
     with torch.no_grad():
         policy.model.theta[policy.model.action_ids] = torch.tensor([40.0, 0.0, 0.0, 0.0], dtype=torch.float64)
     optimizer.zero_grad(set_to_none=True)
     with pytest.warns(UserWarning, match="skipped and counted"):
-        metrics, tokens = setup.run.step_fn(1, optimizer)
+        metrics, tokens = gradients(session, setup, optimizer, 1)
     assert metrics["rows"] == 0 and metrics["loss"] == 0.0 and tokens == 0
     assert policy.model.theta.grad is None
-    metrics, _ = setup.run.step_fn(2, optimizer)
+    metrics, _ = gradients(session, setup, optimizer, 2)
     assert metrics["empty_steps"] == 2 and metrics["skipped/identical"] >= 16
 
 
@@ -273,7 +278,7 @@ def test_prompts_without_signal_are_skipped_and_counted(tmp_path):
     they are skipped, counted in ``skipped/identical`` and cost no query."""
     policy = one_token_policy([0.0, 0.0])
     cfg = toy_config(tmp_path, "online_dpo", "online.prompts_per_step=40", "train.steps=2")
-    result = train_online(cfg, get_method("online_dpo"), data=TrainData(prompts=[PROMPT]), policy=policy,
+    result = train(cfg, data=TrainData(prompts=[PROMPT]), policy=policy,
                           judge=MatrixJudge(BT[:2, :2]), progress=False)
     skipped = result.metrics["skipped"]["identical"]
     assert 20 < skipped < 60
@@ -292,24 +297,23 @@ def test_resume_mid_round_equals_an_uninterrupted_run(tmp_path, world, monkeypat
     same weights, budget and metrics as an uninterrupted run (round rows, judge RNG restored)."""
     common = ["train.steps=6", "train.save_every=1", "train.lr=3e-3", *overrides]
     prompts = world.prompts("train", 10)
-    straight = train_online(world_config(tmp_path / "a", method, *common), get_method(method),
-                            data=TrainData(prompts=prompts), progress=False)
+    straight = train(world_config(tmp_path / "a", method, *common), data=TrainData(prompts=prompts), progress=False)
 
     crashed = world_config(tmp_path / "b", method, *common)
-    original = OnlineRun.step_fn
+    original = OnlineShape.micro_batches
 
-    def crash_at_step_4(self, step, optimizer):
+    def crash_at_step_4(self, step):
         if step == 4:
             raise RuntimeError("simulated crash")
-        return original(self, step, optimizer)
+        return original(self, step)
 
-    monkeypatch.setattr(OnlineRun, "step_fn", crash_at_step_4)
+    monkeypatch.setattr(OnlineShape, "micro_batches", crash_at_step_4)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train_online(crashed, get_method(method), data=TrainData(prompts=prompts), progress=False)
-    monkeypatch.setattr(OnlineRun, "step_fn", original)
+        train(crashed, data=TrainData(prompts=prompts), progress=False)
+    monkeypatch.setattr(OnlineShape, "micro_batches", original)
     built = []
-    monkeypatch.setattr(OnlineRun, "start_round", _spy(OnlineRun.start_round, built))
-    resumed = train_online(crashed, get_method(method), data=TrainData(prompts=prompts), resume=True,
+    monkeypatch.setattr(OnlineShape, "start_round", _spy(OnlineShape.start_round, built))
+    resumed = train(crashed, data=TrainData(prompts=prompts), resume=True,
                            progress=False)
     if method == "iterative_dpo":
         assert built == []  # round 2 (steps 4-6) came back from the checkpoint, not resampled
@@ -330,16 +334,16 @@ def _spy(fn, calls):
 
 def test_resume_refuses_a_changed_online_setting(tmp_path, world):
     cfg = world_config(tmp_path, "online_dpo", "train.steps=2")
-    train_online(cfg, get_method("online_dpo"), data=TrainData(prompts=world.prompts("train", 4)), progress=False)
+    train(cfg, data=TrainData(prompts=world.prompts("train", 4)), progress=False)
     changed = world_config(tmp_path, "online_dpo", "train.steps=3", "online.prompts_per_step=4")
     with pytest.raises(InputError, match=r"online\.prompts_per_step"):
-        train_online(changed, get_method("online_dpo"), data=TrainData(prompts=world.prompts("train", 4)),
+        train(changed, data=TrainData(prompts=world.prompts("train", 4)),
                      resume=True, progress=False)
 
 
 def test_train_dispatches_online_methods(tmp_path, world):
     cfg = world_config(tmp_path, "nash_md", "train.steps=1")
-    result = loop_module.train(cfg, data=TrainData(prompts=world.prompts("train", 4)), progress=False)
+    result = train(cfg, data=TrainData(prompts=world.prompts("train", 4)), progress=False)
     assert result.metrics["method"] == "nash_md" and result.metrics["queries"] == 6
 
 
@@ -353,5 +357,5 @@ def test_the_vllm_backend_without_vllm_is_a_clear_error(tmp_path):
         pytest.skip("vLLM is installed here")
     cfg = toy_config(tmp_path, "online_dpo", "online.backend=vllm")
     with pytest.raises(ImportError, match=r"prefkit\[vllm\]"):
-        build_online_run(cfg, get_method("online_dpo"), data=TrainData(prompts=[PROMPT]),
+        build_online_run(RunSession.start(cfg), get_method("online_dpo"), data=TrainData(prompts=[PROMPT]),
                          policy=one_token_policy(np.zeros(4)), judge=MatrixJudge(BT))

@@ -1,8 +1,8 @@
 import torch
 
 from prefkit.config import TrainConfig
-from prefkit.engine.examples import tokenize_lists, tokenize_pairs
-from prefkit.engine.refcache import model_fingerprint, reference_logps
+from prefkit.engine.offline.examples import tokenize_lists, tokenize_pairs
+from prefkit.engine.offline.refcache import model_fingerprint, reference_logps
 from prefkit.policy import Policy
 
 from .conftest import make_lists, make_pairs, tiny_config

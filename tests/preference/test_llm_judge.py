@@ -95,15 +95,13 @@ def test_rm_eval_scores_an_llm_judge_on_pairs(judge_dir, tmp_path, capsys):
 
 def test_online_training_with_an_llm_judge_counts_its_queries(judge_dir, tmp_path):
     from prefkit.config import RunConfig, load
-    from prefkit.engine.loop import TrainData
-    from prefkit.engine.methods import get_method
-    from prefkit.engine.online import train_online
+    from prefkit.engine import TrainData, train
 
     cfg = load(RunConfig, None, [
         "method=online_dpo", f"out={tmp_path / 'run'}", f"online.judge=llm:{judge_dir}", "tiny.hidden_size=16",
         "tiny.layers=1", "tiny.heads=2", "train.steps=2", "train.max_length=48", "train.log_every=1",
         "online.prompts_per_step=2", "online.max_new_tokens=4",
     ])
-    result = train_online(cfg, get_method("online_dpo"), data=TrainData(prompts=PROMPTS), progress=False)
+    result = train(cfg, data=TrainData(prompts=PROMPTS), progress=False)
     assert result.metrics["steps"] == 2
     assert 0 < result.metrics["queries"] <= 4  # one pair per prompt per step; identical pairs are free

@@ -72,7 +72,8 @@ def test_gpm_learns_a_held_out_cycle_that_bradley_terry_cannot(tmp_path):
     import torch
 
     from prefkit.config import RunConfig, load
-    from prefkit.engine.reward_models import fit, tensor_pair_data
+    from prefkit.engine.preference.data import tensor_pair_data
+    from prefkit.engine.preference.train import fit
     from prefkit.preference import FeatureBackbone, build_head, build_model
 
     beats = cyclic_tournament(3)

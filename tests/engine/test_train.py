@@ -6,8 +6,9 @@ import torch
 
 from prefkit.config import to_dict
 from prefkit.engine import TrainData, train
-from prefkit.engine import loop as loop_module
-from prefkit.engine.loop import batch_indices, frozen_copy
+from prefkit.engine.data import batch_indices
+from prefkit.engine.models import frozen_copy
+from prefkit.engine.offline.shapes import PairwiseShape
 from prefkit.errors import InputError, NonFiniteLossError
 from prefkit.policy import Policy
 
@@ -140,16 +141,17 @@ def test_resume_continues_exactly(tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    real_step = loop_module.pairwise_step
+    real_loss = PairwiseShape.loss
     calls = {"n": 0}
 
-    def poisoned(ctx, *args):
-        real_step(ctx, *args)
+    def poisoned(self, model, micro):
+        out = real_loss(self, model, micro)
         calls["n"] += 1
         if calls["n"] == 3:
-            ctx.metrics["loss"] = float("nan")
+            out.loss = out.loss * float("nan")
+        return out
 
-    monkeypatch.setattr(loop_module, "pairwise_step", poisoned)
+    monkeypatch.setattr(PairwiseShape, "loss", poisoned)
     cfg = tiny_config(tmp_path, "dpo", "train.steps=6", "train.save_every=2")
     with pytest.raises(NonFiniteLossError, match=r"step 3: the loss is nan.*step-00000002"):
         train(cfg, data=TrainData(pairs=make_pairs(8)), progress=False)

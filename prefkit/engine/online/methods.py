@@ -1,54 +1,28 @@
 """The online methods (sample -> judge -> update) and their recipes.
 
-Each method is a registry ``Method`` whose step is ``"online"``; its ``extra["recipe"]`` holds
-the defaults that define it (samples per prompt, pairing, rounds, reference). A field of
-``OnlineConfig`` left at ``None`` takes the recipe's value; an explicit setting wins. This module
-is light (no torch model code) so that ``prefkit.engine`` can import it to register the methods.
+Each method is a registry ``Method`` whose step is ``"online"``; its ``recipe`` holds the
+defaults that define it (objective, samples per prompt, pairing, rounds, reference). A field of
+``OnlineConfig`` left at ``None`` takes the recipe's value; an explicit setting wins.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
-from typing import Any, Literal
+from dataclasses import fields, replace
+from typing import Any
 
 from prefkit.config import OnlineConfig
-from prefkit.engine.methods import Method, register_method
-
-Objective = Literal[
-    "pairwise", "dno", "win_rate", "nash_md", "online_ipo", "p3o", "filter", "grao", "best_of_n"
-]
+from prefkit.engine.methods import Method, Recipe, register_method
+from prefkit.engine.online.objectives import get_objective
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """What an online method does, after merging its defaults with ``OnlineConfig``."""
-
-    objective: Objective
-    samples_per_prompt: int
-    pairing: Literal["best_worst", "random", "all"] = "best_worst"
-    iterations: int | None = None
-    """Rounds; ``None`` is per-step online (every optimizer step samples afresh)."""
-    ref_update: Literal["fixed", "previous"] = "fixed"
-    extragradient: bool = False
-    """EGPO: a half step to pi_{t+1/2}, fresh opponents from it, then the step from pi_t."""
-    score: Literal["probability", "logit"] = "probability"
-    """Win-rate targets from probabilities (SPPO) or skew-symmetric log-odds scores (GPO)."""
-    on_policy: bool = False
-    """A policy-gradient estimator: responses must be drawn from the policy at temperature 1."""
-    needs_reward: bool = False
-    """Scores each response with a scalar reward (or its win-rate, ``online.reward=win_rate``)."""
-    needs_answers: bool = False
-    exact_kl: bool = False
-    """SuperHF: the KL prior is the full-vocabulary per-token KL (the official code's)."""
+def _recipe(objective: str, samples: int, **kwargs: Any) -> Recipe:
+    get_objective(objective)
+    return Recipe(objective=objective, samples_per_prompt=samples, **kwargs)
 
 
-def _recipe(objective: Objective, samples: int, **kwargs: Any) -> dict[str, Any]:
-    return {"objective": objective, "samples_per_prompt": samples, **kwargs}
-
-
-def _online(name: str, loss: str | None, summary: str, recipe: dict[str, Any],
+def _online(name: str, loss: str | None, summary: str, recipe: Recipe,
             loss_params: dict[str, Any] | None = None) -> Method:
-    return Method(name, "online", loss, summary, loss_params=loss_params or {}, extra={"recipe": recipe})
+    return Method(name, "online", loss, summary, loss_params=loss_params or {}, recipe=recipe)
 
 
 ONLINE_METHODS: tuple[Method, ...] = (
@@ -117,30 +91,7 @@ for _method in ONLINE_METHODS:
 def feedback_per_prompt(recipe: Recipe, online: OnlineConfig, *, scalar_reward: bool = False) -> tuple[int, int]:
     """``(pairwise queries, reward evaluations)`` one prompt of a round costs at most (identical
     pairs are free). ``scalar_reward``: the judge is a reward model used as such."""
-    k = recipe.samples_per_prompt
-    all_pairs = k * (k - 1) // 2
-    reward_model = scalar_reward and online.reward == "auto"
-    objective = recipe.objective
-    if objective == "pairwise":
-        if k == 2:
-            return 1, 0
-        if recipe.pairing == "best_worst":
-            return (0, k) if reward_model else (all_pairs, 0)
-        return (k // 2, 0) if recipe.pairing == "random" else (all_pairs, 0)
-    if objective == "dno":
-        n = k + (1 if recipe.needs_answers else 0)
-        return n * (n - 1) // 2, 0
-    if objective == "win_rate":
-        return all_pairs, 0
-    if objective == "nash_md":
-        return k, 0
-    if objective == "online_ipo":
-        return (2 if recipe.extragradient else 1) * k * online.opponents, 0
-    if objective in ("p3o", "filter", "best_of_n"):
-        return (0, k) if reward_model else (all_pairs, 0)
-    if objective == "grao":
-        return (0, k + 1) if reward_model else ((k + 1) * k // 2, 0)
-    raise ValueError(f"unknown objective {objective!r}")
+    return get_objective(recipe.objective).cost(recipe, online, scalar_reward and online.reward == "auto")
 
 
 def feedback_per_step(recipe: Recipe, online: OnlineConfig, *, scalar_reward: bool = False) -> tuple[float, float]:
@@ -153,9 +104,9 @@ def feedback_per_step(recipe: Recipe, online: OnlineConfig, *, scalar_reward: bo
 
 def resolve_recipe(method: Method, online: OnlineConfig) -> Recipe:
     """The method's recipe with every ``OnlineConfig`` override applied and checked."""
-    if method.step != "online" or "recipe" not in method.extra:
+    if method.step != "online" or method.recipe is None:
         raise ValueError(f"method {method.name!r} is not an online method")
-    recipe = Recipe(**method.extra["recipe"])
+    recipe = method.recipe
     overrides = {
         f.name: getattr(online, f.name)
         for f in fields(online)
@@ -165,27 +116,27 @@ def resolve_recipe(method: Method, online: OnlineConfig) -> Recipe:
     recipe = replace(recipe, **overrides)
     name = method.name
     k = recipe.samples_per_prompt
-    needs_two = recipe.objective not in ("nash_md", "filter", "best_of_n", "grao")
-    if needs_two and k < 2:
-        raise ValueError(f"{name} compares samples of the same prompt: online.samples_per_prompt must be >= 2, got {k}")
-    if recipe.objective == "grao" and k < 2:
-        raise ValueError(f"grao normalises rewards over a group: online.samples_per_prompt must be >= 2, got {k}")
-    if recipe.objective == "p3o" and k % 2:
-        raise ValueError(f"p3o compares disjoint pairs of samples: online.samples_per_prompt must be even, got {k}")
+    objective = get_objective(recipe.objective)
+    if k < objective.min_samples:
+        raise ValueError(f"{name} compares or normalises over the samples of a prompt: online.samples_per_prompt "
+                         f"must be >= {objective.min_samples}, got {k}")
+    if objective.even_samples and k % 2:
+        raise ValueError(f"{name} compares disjoint pairs of samples: online.samples_per_prompt must be even, "
+                         f"got {k}")
     if recipe.on_policy and online.temperature != 1.0:
         raise ValueError(
             f"{name} is an on-policy gradient estimator: online.temperature must be 1 (got {online.temperature})"
         )
     if recipe.on_policy and online.sample_mixture:
         raise ValueError(f"{name} is an on-policy gradient estimator: online.sample_mixture must be 0")
-    if recipe.objective in ("filter", "grao") and recipe.ref_update == "previous":
+    if objective.fixed_reference and recipe.ref_update == "previous":
         raise ValueError(f"{name} regularises toward the initial policy: online.ref_update must be 'fixed'")
     if recipe.extragradient and recipe.iterations is not None:
         raise ValueError("egpo takes its extragradient half step on fresh samples: it runs per-step online "
                          "(leave online.iterations unset)")
-    if recipe.objective == "nash_md" and recipe.iterations is not None:
-        raise ValueError("nash_md is an on-policy gradient: it runs per-step online (leave online.iterations unset)")
-    if online.teacher and recipe.objective != "dno":
+    if objective.per_step and recipe.iterations is not None:
+        raise ValueError(f"{name} is an on-policy gradient: it runs per-step online (leave online.iterations unset)")
+    if online.teacher and not objective.takes_teacher:
         raise ValueError(f"online.teacher applies to dno only, not {name}")
     if online.teacher:
         recipe = replace(recipe, needs_answers=True)

@@ -12,14 +12,9 @@ import torch.nn.functional as F
 
 from prefkit.config import RunConfig, load
 from prefkit.data.records import PairRecord
-from prefkit.engine.reward_models import (
-    fit,
-    pair_data,
-    pair_objective,
-    read_strength_column,
-    tensor_pair_data,
-    train_preference_model,
-)
+from prefkit.engine.preference.data import pair_data, read_strength_column, tensor_pair_data
+from prefkit.engine.preference.shape import pair_objective
+from prefkit.engine.preference.train import fit, train_preference_model
 from prefkit.errors import InputError
 from prefkit.losses import bradley_terry
 from prefkit.preference import FeatureBackbone, build_head, build_model
@@ -150,18 +145,16 @@ def test_fit_learns_a_separable_task_and_records_loss_histories(tmp_path):
 def test_resume_continues_exactly(tmp_path):
     prompts, c, r = _features(48)
 
-    def run(out, steps, resume_from=None):
+    def run(out, steps, resume=False):
         model = _feature_model("gpm", dim=4)
         data = tensor_pair_data(model.backbone, prompts, c, r)
         cfg = replace(_cfg(tmp_path, f"out={out}", f"train.steps={steps}"))
-        result = fit(cfg, model, data, resume_from=resume_from)
+        result = fit(cfg, model, data, resume=resume)
         return model, result
 
     full, full_result = run(tmp_path / "full", 20)
     run(tmp_path / "part", 10)
-    from prefkit.engine.checkpoint import latest_checkpoint
-
-    resumed, resumed_result = run(tmp_path / "part", 20, latest_checkpoint(tmp_path / "part" / "checkpoints"))
+    resumed, resumed_result = run(tmp_path / "part", 20, resume=True)
     for (name, a), (_, b) in zip(full.state_dict().items(), resumed.state_dict().items()):
         torch.testing.assert_close(a, b, msg=name)
     torch.testing.assert_close(full_result.losses.total, resumed_result.losses.total)

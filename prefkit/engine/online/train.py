@@ -1,9 +1,9 @@
-"""Online learning from preferences: ``train_online`` runs any online method through ``optimize()``.
+"""Online learning from preferences: ``run_online`` runs any online method through the driver.
 
-``prefkit.engine.loop.train`` calls ``train_online`` for methods whose step is ``"online"``
-(registered in ``prefkit.engine.online_methods``). It resolves the prompts, the policy, the
-reference and the judge, builds the online step (``prefkit.engine.online_step``) and hands it
-to the one optimisation loop, which owns checkpoints, ``--resume``, metrics and the
+``prefkit.engine.train`` calls ``run_online`` for methods whose step is ``"online"``
+(registered in ``prefkit.engine.online.methods``). It resolves the prompts, the policy, the
+reference and the judge, builds the online step shape (``prefkit.engine.online.step``) and
+hands it to the run session, which owns checkpoints, ``--resume``, metrics and the
 non-finite stop. docs/online.md describes the methods, the budget accounting and the results.
 
 Prompts: ``TrainData.prompts`` (in memory), else ``--data FILE`` (a prompt file, or the prompts
@@ -19,31 +19,26 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from prefkit.config import ConfigError, RunConfig, save_yaml
+from prefkit._atomic import atomic_write_json
+from prefkit.config import ConfigError, RunConfig
 from prefkit.data.records import PromptRecord, Text
-from prefkit.engine.loop import (
-    TrainData,
-    TrainResult,
-    _autocast_factory,
-    frozen_copy,
-    optimize,
-    start_run,
-)
-from prefkit.engine.methods import Method
-from prefkit.engine.online_judge import OnlineJudge, resolve_judge
-from prefkit.engine.online_methods import Recipe, resolve_recipe
-from prefkit.engine.online_objectives import BuildContext
-from prefkit.engine.online_rollout import Sampler
-from prefkit.engine.online_step import OnlineRun
-from prefkit.engine.steps import resolve_loss
+from prefkit.engine.data import TrainData
+from prefkit.engine.losses import resolve_loss
+from prefkit.engine.methods import Method, Recipe
+from prefkit.engine.models import build_policy, build_reference
+from prefkit.engine.online.judge import OnlineJudge, resolve_judge
+from prefkit.engine.online.methods import resolve_recipe
+from prefkit.engine.online.objectives import BuildContext, get_objective
+from prefkit.engine.online.rollout import Sampler
+from prefkit.engine.online.step import OnlineShape
+from prefkit.engine.run import RunSession, TrainResult
 from prefkit.errors import InputError
-from prefkit.policy import Policy, resolve_device
+from prefkit.policy import Policy
 from prefkit.preference import PreferenceModel
 
 
@@ -104,15 +99,6 @@ def load_answers(cfg: RunConfig, data: TrainData | None, world: Any | None, prom
     return {p: d[0] if label >= 0.5 else d[1] for p, d, label in zip(unique, drawn, labels.tolist())}
 
 
-def build_online_policy(cfg: RunConfig, prompts: Sequence[Text], extra_texts: Sequence[str],
-                        device: torch.device) -> Policy:
-    if cfg.model == "tiny":
-        texts = [p if isinstance(p, str) else " ".join(m["content"] for m in p) for p in prompts]
-        return Policy.tiny([*texts, *extra_texts], cfg.tiny, seed=cfg.seed, device=device)
-    dtype = "bf16" if cfg.train.precision == "bf16" and device.type == "cuda" else None
-    return Policy.load(cfg.model, device=device, dtype=dtype, trust_remote_code=cfg.trust_remote_code)
-
-
 @dataclass
 class OnlineSetup:
     """Everything one online run needs, resolved (``build_online_run``)."""
@@ -123,13 +109,13 @@ class OnlineSetup:
     judge: OnlineJudge
     sampler: Sampler
     world: Any | None
-    run: OnlineRun | None
-    """The step function's owner; ``None`` for best-of-n (nothing to train)."""
+    shape: OnlineShape | None
+    """The step shape; ``None`` for best-of-n (nothing to train)."""
     setup_s: float = 0.0
 
 
 def build_online_run(
-    cfg: RunConfig,
+    session: RunSession,
     method: Method,
     *,
     data: TrainData | None = None,
@@ -137,9 +123,8 @@ def build_online_run(
     reference: Policy | None = None,
     judge: PreferenceModel | None = None,
 ) -> OnlineSetup:
-    """Resolve prompts, judge, policy and reference and build the online step for ``method``
-    (``train_online`` hands ``setup.run.step_fn`` to ``optimize()``)."""
-    device = resolve_device(cfg.train.device)
+    """Resolve prompts, judge, policy and reference and build the online step shape."""
+    cfg = session.cfg
     recipe = resolve_recipe(method, cfg.online)
     world = None
     if cfg.eval.world:
@@ -164,11 +149,11 @@ def build_online_run(
     if policy is None:
         vocabulary = world.vocabulary() if world is not None else []
         answer_texts = [a for a in (answers or {}).values() if isinstance(a, str)]
-        policy = build_online_policy(cfg, prompts, [*vocabulary, *answer_texts], device)
+        texts = [p if isinstance(p, str) else " ".join(m["content"] for m in p) for p in prompts]
+        policy = build_policy(cfg, [*texts, *vocabulary, *answer_texts], session.device, session.model_dtype)
     policy.model.train()
     if reference is None:
-        reference = (Policy.load(cfg.ref_model, device=device, trust_remote_code=cfg.trust_remote_code)
-                     if cfg.ref_model else frozen_copy(policy))
+        reference = build_reference(cfg, policy, session.device, session.model_dtype)
     max_prompt = cfg.train.max_length - cfg.online.max_new_tokens
     if max_prompt <= 0:
         raise ConfigError(f"train.max_length ({cfg.train.max_length}) must exceed online.max_new_tokens "
@@ -176,8 +161,9 @@ def build_online_run(
     sampler = Sampler(policy, max_new_tokens=cfg.online.max_new_tokens, top_p=cfg.online.top_p,
                       max_prompt_length=max_prompt, backend=cfg.online.backend,
                       vllm_gpu_memory_utilization=cfg.online.vllm_gpu_memory_utilization)
-    run = None
-    if recipe.objective != "best_of_n":
+    objective = get_objective(recipe.objective)
+    shape = None
+    if objective.build is not None:
         loss = resolve_loss(method, cfg.loss)
         assert loss is not None
         ctx = BuildContext(
@@ -187,67 +173,61 @@ def build_online_run(
             keep_top=cfg.online.keep_top,
             answer_of=(lambda p: policy.render_response(answers[prompt_key(p)])) if answers is not None else None,
         )
-        run = OnlineRun(cfg, recipe.objective, loss, ctx, prompts,
-                        autocast=_autocast_factory(cfg.train.precision, device), device=device)
-    return OnlineSetup(recipe, policy, reference, online_judge, sampler, world, run,
+        shape = OnlineShape(session, objective, loss, ctx, prompts, label=method.name)
+    return OnlineSetup(recipe, policy, reference, online_judge, sampler, world, shape,
                        setup_s=time.perf_counter() - setup_start)
 
 
-def train_online(
-    cfg: RunConfig,
+def run_online(
+    session: RunSession,
     method: Method,
     *,
     data: TrainData | None = None,
     policy: Policy | None = None,
     reference: Policy | None = None,
-    resume: bool = False,
-    progress: bool | None = None,
     evaluate: Callable[[Policy, Policy | None, int], dict[str, Any]] | None = None,
+    progress: bool | None = None,
     judge: PreferenceModel | None = None,
 ) -> TrainResult:
     """Run the online method ``method`` for ``cfg.train.steps`` optimizer steps into ``cfg.out``.
 
-    Writes what ``train`` writes (``config.yaml``, ``metrics.jsonl``, ``metrics.json``,
+    Writes what offline runs write (``config.yaml``, ``metrics.jsonl``, ``metrics.json``,
     ``checkpoints/``, ``policy/``); ``metrics.json`` adds the budget: ``queries`` (pairwise
-    comparisons), ``reward_evals``, ``gen_tokens``, ``gen_s``, ``gen_share`` and ``compute_s``.
-    ``judge`` overrides ``online.judge`` with an in-memory preference model.
+    comparisons), ``reward_evals``, ``gen_tokens``, ``gen_s``, ``gen_share`` and ``compute_s``
+    (summed over processes). ``judge`` overrides ``online.judge`` with an in-memory preference model.
     """
-    out, latest = start_run(cfg, resume)
-    setup = build_online_run(cfg, method, data=data, policy=policy, reference=reference, judge=judge)
-    if setup.run is None:
-        return _best_of_n(cfg, method, setup, out)
-    run, policy, reference = setup.run, setup.policy, setup.reference
-    result = optimize(
-        cfg, model=policy.model, step_fn=run.step_fn, label=method.name, resume_from=latest, progress=progress,
-        evaluate=(lambda step: evaluate(policy, reference, step)) if evaluate is not None else None,
-        extra_state=run.state_dict, restore_extra=run.load_state_dict,
-    )
-    policy.save(out / "policy")
-    counters = run.counters()
-    summary = {
+    setup = build_online_run(session, method, data=data, policy=policy, reference=reference, judge=judge)
+    if setup.shape is None:
+        return _best_of_n(session, method, setup)
+    shape, policy, reference = setup.shape, setup.policy, setup.reference
+    world_eval = (lambda step: evaluate(policy, reference, step)) if evaluate is not None else None
+    fit = session.fit(shape, policy.model, label=method.name, evaluate=world_eval, progress=progress)
+    session.on_main(lambda: policy.save(session.out / "policy"))
+    counters = fit.last_metrics
+    summary = session.finish({
         "method": method.name,
-        "steps": result.state.step,
-        "final_loss": result.last_metrics.get("loss"),
-        "tokens": result.state.tokens,
-        "wall_s": result.state.wall_s,
-        "tokens_per_s": result.state.tokens / result.state.wall_s if result.state.wall_s > 0 else None,
+        "steps": fit.state.step,
+        "final_loss": fit.last_metrics.get("loss"),
+        "tokens": fit.state.tokens,
+        "wall_s": fit.state.wall_s,
+        "tokens_per_s": fit.state.tokens / fit.state.wall_s if fit.state.wall_s > 0 else None,
         "setup_s": setup.setup_s,
         "judge": setup.judge.name,
-        "queries": int(counters["queries"]),
-        "reward_evals": int(counters["reward_evals"]),
-        "gen_tokens": int(counters["gen_tokens"]),
-        "gen_s": counters["gen_s"],
-        "judge_s": counters["judge_s"],
-        "compute_s": counters["compute_s"],
-        "gen_share": counters["gen_share"],
-        "rounds": run.rounds,
-        "rows": run.rows_seen,
+        "processes": session.world,
+        "queries": int(counters.get("queries", 0)),
+        "reward_evals": int(counters.get("reward_evals", 0)),
+        "gen_tokens": int(counters.get("gen_tokens", 0)),
+        "gen_s": counters.get("gen_s", 0.0),
+        "judge_s": counters.get("judge_s", 0.0),
+        "compute_s": counters.get("compute_s", 0.0),
+        "gen_share": counters.get("gen_share", 0.0),
+        "rounds": shape.rounds,
+        "rows": sum(session.gather_objects(shape.rows_seen)),
         "skipped": {k[len("skipped/"):]: int(v) for k, v in counters.items() if k.startswith("skipped/")},
-        "empty_steps": run.empty_steps,
-        **{k: v for k, v in result.last_metrics.items() if k.startswith("eval/")},
-    }
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    return TrainResult(policy=policy, metrics=summary, history=result.history)
+        "empty_steps": int(counters.get("empty_steps", 0)),
+        **{k: v for k, v in fit.last_metrics.items() if k.startswith("eval/")},
+    })
+    return TrainResult(policy=policy, metrics=summary, history=fit.history)
 
 
 # ----------------------------------------------------------------------------- best-of-n
@@ -273,33 +253,39 @@ def best_of_n_kl(n: int) -> float:
     return math.log(n) - (n - 1) / n
 
 
-def _best_of_n(cfg: RunConfig, method: Method, setup: OnlineSetup, out: Path) -> TrainResult:
-    """Best-of-n trains nothing: save the policy and the selection rule; evaluate on the world."""
+def _best_of_n(session: RunSession, method: Method, setup: OnlineSetup) -> TrainResult:
+    """Best-of-n trains nothing: save the policy and the selection rule; evaluate on the world
+    (main process)."""
+    cfg = session.cfg
     policy, reference, sampler, judge, world = setup.policy, setup.reference, setup.sampler, setup.judge, setup.world
-    recipe = setup.recipe
-    out.mkdir(parents=True, exist_ok=True)
-    save_yaml(cfg, out / "config.yaml")
-    policy.save(out / "policy")
+    recipe: Recipe = setup.recipe
     n = recipe.samples_per_prompt
-    rule = {"method": method.name, "n": n, "judge": judge.name,
-            "reward": "reward model" if judge.uses_reward_model() else "win-rate within the n samples",
-            "kl_bound": best_of_n_kl(n)}
-    (out / "best_of_n.json").write_text(json.dumps(rule, indent=2), encoding="utf-8")
     summary: dict[str, Any] = {"method": method.name, "steps": 0, "final_loss": None, "tokens": 0, "wall_s": 0.0,
                                "tokens_per_s": None, "judge": judge.name, "n": n, "kl_bound": best_of_n_kl(n)}
-    if world is not None:
-        from prefkit.engine.evaluation import sample_texts
-        from prefkit.sim.evaluation import evaluate
 
-        began = time.perf_counter()
-        prompts = world.prompts("eval", cfg.eval.prompts)
-        picks = best_of_n_texts(sampler, judge, prompts, cfg.eval.samples, n, seed=cfg.seed + 2,
-                                temperature=cfg.eval.temperature)
-        ref = sample_texts(reference, prompts, cfg.eval, cfg.seed + 1)
-        result = evaluate(world, prompts, picks, ref.texts)
-        summary.update({"eval/win_rate": result.win_rate, "eval/win_rate_se": result.win_rate_se,
-                        "eval/kl_bound": best_of_n_kl(n), "wall_s": time.perf_counter() - began})
-    summary.update(queries=judge.queries, reward_evals=judge.reward_evals, gen_tokens=sampler.stats.tokens,
-                   gen_s=sampler.stats.seconds)
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    return TrainResult(policy=policy, metrics=summary, history=[])
+    def run() -> None:
+        from prefkit.config import save_yaml
+
+        save_yaml(cfg, session.out / "config.yaml")
+        policy.save(session.out / "policy")
+        rule = {"method": method.name, "n": n, "judge": judge.name,
+                "reward": "reward model" if judge.uses_reward_model() else "win-rate within the n samples",
+                "kl_bound": best_of_n_kl(n)}
+        atomic_write_json(session.out / "best_of_n.json", rule)
+        if world is not None:
+            from prefkit.engine.evaluation import sample_texts
+            from prefkit.sim.evaluation import evaluate
+
+            began = time.perf_counter()
+            prompts = world.prompts("eval", cfg.eval.prompts)
+            picks = best_of_n_texts(sampler, judge, prompts, cfg.eval.samples, n, seed=cfg.seed + 2,
+                                    temperature=cfg.eval.temperature)
+            ref = sample_texts(reference, prompts, cfg.eval, cfg.seed + 1)
+            result = evaluate(world, prompts, picks, ref.texts)
+            summary.update({"eval/win_rate": result.win_rate, "eval/win_rate_se": result.win_rate_se,
+                            "eval/kl_bound": best_of_n_kl(n), "wall_s": time.perf_counter() - began})
+        summary.update(queries=judge.queries, reward_evals=judge.reward_evals, gen_tokens=sampler.stats.tokens,
+                       gen_s=sampler.stats.seconds)
+
+    session.on_main(run)
+    return TrainResult(policy=policy, metrics=session.finish(session.broadcast(summary)), history=[])

@@ -1,11 +1,14 @@
-"""What each online method builds from a round's samples, and the registry loss it applies.
+"""The online objectives: what each online method builds from a round's samples, the registry
+loss it applies, and what one prompt costs. ``OBJECTIVES`` is the one registry; a method's
+:class:`~prefkit.engine.methods.Recipe` names its objective.
 
 A *build* turns prompts into training rows: it samples from the policy (or a mixture), asks
 the judge, and stores for each row its sequences (token ids; one prompt, one or two responses)
 and the detached numbers its loss needs (labels, win-rates, reference log-probs, rewards).
 Rows are plain lists, so a round's data can be checkpointed (``--resume`` mid-round).
 A *loss* takes the policy's log-probs of a micro-batch of rows and calls the registry function
-of ``prefkit.losses`` — the only place a formula lives.
+of ``prefkit.losses`` — the only place a formula lives — with the row values as its inputs and
+the engine-fed keyword arguments the objective declares (``fills``).
 
 Skips are counted, never silent: a prompt whose samples are all identical (no preference
 signal), a best-vs-worst tie, a group whose rewards do not vary.
@@ -21,11 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from prefkit.config import OnlineConfig
 from prefkit.data.records import Text
-from prefkit.engine.online_judge import OnlineJudge, log_odds, win_rates
-from prefkit.engine.online_methods import Recipe
-from prefkit.engine.online_rollout import Sampler
-from prefkit.engine.steps import ResolvedLoss, _symmetrised
+from prefkit.engine.losses import ResolvedLoss, symmetrised
+from prefkit.engine.methods import Recipe
+from prefkit.engine.online.judge import OnlineJudge, log_odds, win_rates
+from prefkit.engine.online.rollout import Sampler
 from prefkit.losses import grao_advantages
 from prefkit.policy import Policy
 
@@ -373,18 +377,6 @@ def build_grao(ctx: BuildContext, prompts: Sequence[Text], seed: int) -> Rows:
     return rows
 
 
-BUILDS: dict[str, Callable[[BuildContext, Sequence[Text], int], Rows]] = {
-    "pairwise": build_pairwise,
-    "dno": build_dno,
-    "win_rate": build_win_rate,
-    "nash_md": build_nash_md,
-    "online_ipo": build_online_ipo,
-    "p3o": build_p3o,
-    "filter": build_filter,
-    "grao": build_grao,
-}
-
-
 # ------------------------------------------------------------------------------------ losses
 
 @dataclass
@@ -398,53 +390,185 @@ class Forward:
     token_kl: list[torch.Tensor] | None = None
 
 
-def objective_loss(objective: str, loss: ResolvedLoss, f: Forward) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Per-row loss ``[n]`` from the registry function, and per-row metrics."""
+LossResult = tuple[torch.Tensor, dict[str, torch.Tensor]]
+"""Per-row loss ``[n]`` and per-row metrics."""
+
+
+def pairwise_loss(loss: ResolvedLoss, f: Forward) -> LossResult:
     fn, kw, v = loss.spec.fn, dict(loss.kwargs), f.values
-    if objective == "pairwise":
-        c, r = f.logps
-        if loss.spec.needs_lengths:
-            kw.update(chosen_lengths=f.lengths[0].to(c.dtype), rejected_lengths=f.lengths[1].to(c.dtype))
-        per_row = _symmetrised(fn, v["label"], c, r, v["ref_1"], v["ref_2"], kw)
-        if loss.nll_weight:
-            per_row = per_row + loss.nll_weight * (-c / f.lengths[0].to(c.dtype))
-        hc, hr = c - v["ref_1"], r - v["ref_2"]
-        margin = (hc - hr).detach()
-        sign = 2 * v["label"] - 1
-        return per_row, {"rewards/margins": loss.beta * margin * sign, "rewards/accuracies": (margin * sign > 0).float(),
-                         "kl": 0.5 * (hc + hr).detach()}
-    if objective == "dno":
-        c, r = f.logps
-        per_row = fn(c, r, v["ref_1"], v["ref_2"], v["win_1"], v["win_2"], **kw)
-        return per_row, {"kl": 0.5 * ((c - v["ref_1"]) + (r - v["ref_2"])).detach(),
-                         "targets/win_gap": (v["win_1"] - v["win_2"]).abs()}
-    if objective == "win_rate":
-        (lp,) = f.logps
-        return fn(lp, v["ref"], v["target"], **kw), {"kl": (lp - v["ref"]).detach(), "targets/mean": v["target"]}
-    if objective == "nash_md":
-        (lp,) = f.logps
-        return fn(lp, v["ref"], v["preference"], **kw), {"kl": (lp - v["ref"]).detach(),
-                                                          "preference": v["preference"]}
-    if objective == "online_ipo":
-        a, b = f.logps
-        per_row = fn(a, b, v["ref_1"], v["ref_2"], v["gap"], **kw)
-        return per_row, {"kl": 0.5 * ((a - v["ref_1"]) + (b - v["ref_2"])).detach(), "targets/gap": v["gap"].abs()}
-    if objective == "p3o":
-        a, b = f.logps
-        per_row = fn(a, b, v["old_1"], v["old_2"], v["ref_1"], v["ref_2"], v["reward_1"], v["reward_2"], **kw)
-        ratio = torch.exp((a - v["old_1"]) - (b - v["old_2"])).detach()
-        return per_row, {"kl": 0.5 * ((a - v["ref_1"]) + (b - v["ref_2"])).detach(),
-                         "rewards/gap": (v["reward_1"] - v["reward_2"]).abs(), "ratio": ratio}
-    if objective == "filter":
-        (lp,) = f.logps
-        token_kl = f.token_kl[0] if f.token_kl is not None else None
-        per_row = fn(lp, v["ref"], f.lengths[0], token_kl=token_kl, **kw)
-        metrics = {"rewards/kept": v["reward"], "kl": (lp - v["ref"]).detach()}
-        if token_kl is not None:
-            metrics["token_kl"] = token_kl.detach()
-        return per_row, metrics
-    if objective == "grao":
-        o, y = f.logps
-        per_row = fn(o, f.lengths[0], y, f.lengths[1], v["advantage"], v["answer_advantage"], **kw)
-        return per_row, {"advantage/answer": v["answer_advantage"], "logps/answer": (y / f.lengths[1]).detach()}
-    raise ValueError(f"unknown online objective {objective!r}")
+    c, r = f.logps
+    if loss.spec.needs_lengths:
+        kw.update(chosen_lengths=f.lengths[0].to(c.dtype), rejected_lengths=f.lengths[1].to(c.dtype))
+    per_row = symmetrised(fn, v["label"], c, r, v["ref_1"], v["ref_2"], kw)
+    if loss.nll_weight:
+        per_row = per_row + loss.nll_weight * (-c / f.lengths[0].to(c.dtype))
+    hc, hr = c - v["ref_1"], r - v["ref_2"]
+    margin = (hc - hr).detach()
+    sign = 2 * v["label"] - 1
+    return per_row, {"rewards/margins": loss.beta * margin * sign, "rewards/accuracies": (margin * sign > 0).float(),
+                     "kl": 0.5 * (hc + hr).detach()}
+
+
+def dno_loss(loss: ResolvedLoss, f: Forward) -> LossResult:
+    c, r = f.logps
+    v = f.values
+    per_row = loss.spec.fn(c, r, v["ref_1"], v["ref_2"], v["win_1"], v["win_2"], **loss.kwargs)
+    return per_row, {"kl": 0.5 * ((c - v["ref_1"]) + (r - v["ref_2"])).detach(),
+                     "targets/win_gap": (v["win_1"] - v["win_2"]).abs()}
+
+
+def win_rate_loss(loss: ResolvedLoss, f: Forward) -> LossResult:
+    (lp,) = f.logps
+    v = f.values
+    return loss.spec.fn(lp, v["ref"], v["target"], **loss.kwargs), {"kl": (lp - v["ref"]).detach(),
+                                                                   "targets/mean": v["target"]}
+
+
+def nash_md_loss(loss: ResolvedLoss, f: Forward) -> LossResult:
+    (lp,) = f.logps
+    v = f.values
+    return loss.spec.fn(lp, v["ref"], v["preference"], **loss.kwargs), {"kl": (lp - v["ref"]).detach(),
+                                                                       "preference": v["preference"]}
+
+
+def online_ipo_loss(loss: ResolvedLoss, f: Forward) -> LossResult:
+    a, b = f.logps
+    v = f.values
+    per_row = loss.spec.fn(a, b, v["ref_1"], v["ref_2"], v["gap"], **loss.kwargs)
+    return per_row, {"kl": 0.5 * ((a - v["ref_1"]) + (b - v["ref_2"])).detach(), "targets/gap": v["gap"].abs()}
+
+
+def p3o_loss(loss: ResolvedLoss, f: Forward) -> LossResult:
+    a, b = f.logps
+    v = f.values
+    per_row = loss.spec.fn(a, b, v["old_1"], v["old_2"], v["ref_1"], v["ref_2"], v["reward_1"], v["reward_2"],
+                           **loss.kwargs)
+    ratio = torch.exp((a - v["old_1"]) - (b - v["old_2"])).detach()
+    return per_row, {"kl": 0.5 * ((a - v["ref_1"]) + (b - v["ref_2"])).detach(),
+                     "rewards/gap": (v["reward_1"] - v["reward_2"]).abs(), "ratio": ratio}
+
+
+def filter_loss(loss: ResolvedLoss, f: Forward) -> LossResult:
+    (lp,) = f.logps
+    v = f.values
+    token_kl = f.token_kl[0] if f.token_kl is not None else None
+    per_row = loss.spec.fn(lp, v["ref"], f.lengths[0], token_kl=token_kl, **loss.kwargs)
+    metrics = {"rewards/kept": v["reward"], "kl": (lp - v["ref"]).detach()}
+    if token_kl is not None:
+        metrics["token_kl"] = token_kl.detach()
+    return per_row, metrics
+
+
+def grao_loss(loss: ResolvedLoss, f: Forward) -> LossResult:
+    o, y = f.logps
+    v = f.values
+    per_row = loss.spec.fn(o, f.lengths[0], y, f.lengths[1], v["advantage"], v["answer_advantage"], **loss.kwargs)
+    return per_row, {"advantage/answer": v["answer_advantage"], "logps/answer": (y / f.lengths[1]).detach()}
+
+
+# ------------------------------------------------------------------------------------ costs
+
+CostFn = Callable[[Recipe, OnlineConfig, bool], tuple[int, int]]
+"""``cost(recipe, online, reward_model) -> (pairwise queries, reward evaluations)`` one prompt of
+a round costs at most (identical pairs are free); ``reward_model``: the judge is a reward model
+used as such (``online.reward=auto`` with a scalar judge)."""
+
+
+def _all_pairs(k: int) -> int:
+    return k * (k - 1) // 2
+
+
+def pairwise_cost(recipe: Recipe, online: OnlineConfig, reward_model: bool) -> tuple[int, int]:
+    k = recipe.samples_per_prompt
+    if k == 2:
+        return 1, 0
+    if recipe.pairing == "best_worst":
+        return (0, k) if reward_model else (_all_pairs(k), 0)
+    return (k // 2, 0) if recipe.pairing == "random" else (_all_pairs(k), 0)
+
+
+def dno_cost(recipe: Recipe, online: OnlineConfig, reward_model: bool) -> tuple[int, int]:
+    return _all_pairs(recipe.samples_per_prompt + (1 if recipe.needs_answers else 0)), 0
+
+
+def all_pairs_cost(recipe: Recipe, online: OnlineConfig, reward_model: bool) -> tuple[int, int]:
+    return _all_pairs(recipe.samples_per_prompt), 0
+
+
+def one_per_sample_cost(recipe: Recipe, online: OnlineConfig, reward_model: bool) -> tuple[int, int]:
+    return recipe.samples_per_prompt, 0
+
+
+def opponents_cost(recipe: Recipe, online: OnlineConfig, reward_model: bool) -> tuple[int, int]:
+    return (2 if recipe.extragradient else 1) * recipe.samples_per_prompt * online.opponents, 0
+
+
+def scored_cost(recipe: Recipe, online: OnlineConfig, reward_model: bool) -> tuple[int, int]:
+    k = recipe.samples_per_prompt
+    return (0, k) if reward_model else (_all_pairs(k), 0)
+
+
+def grao_cost(recipe: Recipe, online: OnlineConfig, reward_model: bool) -> tuple[int, int]:
+    k = recipe.samples_per_prompt
+    return (0, k + 1) if reward_model else ((k + 1) * k // 2, 0)
+
+
+# ------------------------------------------------------------------------------------ registry
+
+BuildFn = Callable[[BuildContext, Sequence[Text], int], Rows]
+ObjectiveLossFn = Callable[[ResolvedLoss, Forward], LossResult]
+
+
+@dataclass(frozen=True)
+class OnlineObjective:
+    """One online objective (see the module docstring)."""
+
+    name: str
+    build: BuildFn | None
+    """``None``: nothing is trained (best-of-n selects at inference)."""
+    loss: ObjectiveLossFn | None
+    cost: CostFn
+    slots: int = 2
+    """Responses per training row."""
+    min_samples: int = 2
+    """Smallest ``online.samples_per_prompt`` the objective can use."""
+    values: tuple[str, ...] = ()
+    """The row values its build stores and its loss reads."""
+    fills: tuple[str, ...] = ()
+    """Engine-fed keyword arguments of the registry loss it fills from the batch."""
+    even_samples: bool = False
+    """Pairs the K samples disjointly (K must be even)."""
+    fixed_reference: bool = False
+    """Regularises toward the initial policy (``online.ref_update=previous`` is refused)."""
+    per_step: bool = False
+    """An on-policy gradient that must sample afresh every step (no batched rounds)."""
+    takes_teacher: bool = False
+    """Accepts ``online.teacher`` (the reference answer as one more candidate)."""
+
+
+OBJECTIVES: dict[str, OnlineObjective] = {
+    "pairwise": OnlineObjective("pairwise", build_pairwise, pairwise_loss, pairwise_cost,
+                                values=("label", "ref_1", "ref_2"), fills=("chosen_lengths", "rejected_lengths")),
+    "dno": OnlineObjective("dno", build_dno, dno_loss, dno_cost, values=("win_1", "win_2", "ref_1", "ref_2"),
+                           takes_teacher=True),
+    "win_rate": OnlineObjective("win_rate", build_win_rate, win_rate_loss, all_pairs_cost, slots=1,
+                                values=("target", "ref")),
+    "nash_md": OnlineObjective("nash_md", build_nash_md, nash_md_loss, one_per_sample_cost, slots=1, min_samples=1,
+                               values=("preference", "ref"), per_step=True),
+    "online_ipo": OnlineObjective("online_ipo", build_online_ipo, online_ipo_loss, opponents_cost,
+                                  values=("gap", "ref_1", "ref_2")),
+    "p3o": OnlineObjective("p3o", build_p3o, p3o_loss, scored_cost,
+                           values=("old_1", "old_2", "ref_1", "ref_2", "reward_1", "reward_2"), even_samples=True),
+    "filter": OnlineObjective("filter", build_filter, filter_loss, scored_cost, slots=1, min_samples=1,
+                              values=("ref", "reward"), fills=("lengths", "token_kl"), fixed_reference=True),
+    "grao": OnlineObjective("grao", build_grao, grao_loss, grao_cost,
+                            values=("advantage", "answer_advantage", "reward"), fills=("lengths", "answer_lengths"),
+                            fixed_reference=True),
+    "best_of_n": OnlineObjective("best_of_n", None, None, scored_cost, slots=1, min_samples=1),
+}
+
+
+def get_objective(name: str) -> OnlineObjective:
+    if name not in OBJECTIVES:
+        raise ValueError(f"unknown online objective {name!r} (known: {', '.join(OBJECTIVES)})")
+    return OBJECTIVES[name]

@@ -1,4 +1,5 @@
-"""The online step shape: rounds of sample -> judge, then updates, driven by ``optimize()``.
+"""The online step shape: rounds of sample -> judge, then updates (the driver,
+``prefkit.engine.run``, owns the optimisation).
 
 A *round* samples and judges its prompts from the policy as it is at the round's start, then
 trains ``epochs`` passes over the rows it built. With ``online.iterations`` unset every
@@ -11,26 +12,32 @@ state and the budget counters travel in the checkpoint, so ``--resume`` continue
 EGPO's extragradient step (Zhou, Fazel & Du 2025; the official ``extragradient_trainer``):
 gradient of the online-IPO loss at theta_t with opponents from pi_t, an optimizer step to
 theta_{t+1/2}, fresh opponents from pi_{t+1/2}, then parameters *and optimizer state* are
-restored to theta_t and the gradient with the new targets is left for the loop's step.
+restored to theta_t and the gradient with the new targets is applied (the driver does the
+half step; this shape's ``refresh`` recomputes the targets).
+
+Several processes: ``online.prompts_per_step`` is the global number of prompts per step; each
+rank samples and judges its contiguous share with its own seeds (``seed_of`` shifted by the
+rank, reproducible), and the driver normalises the loss by the rows of all ranks.
 """
 
 from __future__ import annotations
 
-import copy
 import time
 import warnings
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from prefkit.config import RunConfig
 from prefkit.data.records import Text
-from prefkit.engine.loop import batch_indices
-from prefkit.engine.online_objectives import BUILDS, BuildContext, Forward, Rows, objective_loss
-from prefkit.engine.steps import ResolvedLoss
+from prefkit.engine.data import batch_indices
+from prefkit.engine.losses import ResolvedLoss
+from prefkit.engine.metrics import MetricSums
+from prefkit.engine.online.objectives import BuildContext, Forward, OnlineObjective, Rows
+from prefkit.engine.run import LossOutput, MicroBatch, RunSession, StepShape
 from prefkit.policy import sequence_logps
 
 
@@ -38,21 +45,23 @@ class NoPreferenceSignalError(ValueError):
     """No prompt of the run's rounds so far gave a preference signal (identical samples, ties)."""
 
 
-def seed_of(seed: int, batch: int, salt: int) -> int:
-    return (seed * 1_000_003 + batch * 7_919 + salt * 104_729) % (2**62)
+def seed_of(seed: int, batch: int, salt: int, rank: int = 0) -> int:
+    return (seed * 1_000_003 + batch * 7_919 + salt * 104_729 + rank * 1_000_000_007) % (2**62)
 
 
-class OnlineRun:
-    """State and ``step_fn`` of one online run (see the module docstring)."""
+class OnlineShape(StepShape):
+    """State and micro-batches of one online run (see the module docstring)."""
 
-    def __init__(self, cfg: RunConfig, objective: str, loss: ResolvedLoss, ctx: BuildContext,
-                 prompts: Sequence[Text], *, autocast: Callable[[], AbstractContextManager],
-                 device: torch.device) -> None:
+    def __init__(self, session: RunSession, objective: OnlineObjective, loss: ResolvedLoss, ctx: BuildContext,
+                 prompts: Sequence[Text], *, label: str) -> None:
         if not prompts:
             raise ValueError("online training needs at least one prompt; the prompt set is empty")
-        self.cfg, self.objective, self.loss, self.ctx = cfg, objective, loss, ctx
+        cfg: RunConfig = session.cfg
+        self.session, self.cfg, self.objective, self.loss_fn, self.ctx = session, cfg, objective, loss, ctx
+        self.label = label
         self.prompts = list(prompts)
-        self.autocast, self.device = autocast, device
+        self.per_batch = session.require_batch(cfg.online.prompts_per_step, "online.prompts_per_step")
+        self.extragradient = ctx.recipe.extragradient
         self.steps = cfg.train.steps
         self.rounds = ctx.recipe.iterations or self.steps
         if self.rounds > self.steps:
@@ -66,6 +75,9 @@ class OnlineRun:
         self.rows_seen = 0
         self.rows_built = 0
         self.warned_empty = False
+        self.clock: float | None = None
+        self.step_rows: Rows | None = None
+        self.step_row_count = 0
         self.exact_kl = ctx.recipe.exact_kl and float(loss.kwargs.get("beta", loss.spec.defaults.get("beta", 0))) > 0
 
     # -- round geometry -------------------------------------------------------------------------
@@ -88,20 +100,22 @@ class OnlineRun:
 
     def start_round(self, r: int) -> Rows:
         """Sample and judge every prompt of round ``r`` (one batch of ``prompts_per_step`` at a time)."""
-        per_batch = self.cfg.online.prompts_per_step
-        build = BUILDS[self.objective]
+        build = self.objective.build
+        assert build is not None
         merged: Rows | None = None
         for b in range(self.first_batch(r), self.first_batch(r) + self.batches_in(r)):
-            index = batch_indices(len(self.prompts), per_batch, b, self.cfg.seed, shuffle=True)
-            rows = build(self.ctx, [self.prompts[i] for i in index], seed_of(self.cfg.seed, b, 0))
+            index = batch_indices(len(self.prompts), self.cfg.online.prompts_per_step, b, self.cfg.seed, shuffle=True)
+            mine = self.session.shard(index)
+            rows = build(self.ctx, [self.prompts[i] for i in mine], seed_of(self.cfg.seed, b, 0, self.session.rank))
             merged = rows if merged is None else _merge(merged, rows)
         assert merged is not None
-        if len(merged) == 0:
+        counts = self.session.all_sum(torch.tensor([float(len(merged)), float(self.rows_built)], dtype=torch.float64))
+        if counts[0] == 0:
             reasons = ", ".join(f"{n} {why}" for why, n in sorted(self.ctx.skipped.items())) or "no rows"
             where = f"step {self.round_start(r) + 1}" if self.per_step else f"round {r + 1}"
             message = (f"{where}: none of its {merged.prompts} prompts gave a preference signal (skipped so far: "
                        f"{reasons}); the samples are identical or tied")
-            if self.rows_built == 0:
+            if counts[1] == 0:
                 raise NoPreferenceSignalError(
                     f"{message}. Raise online.temperature or online.samples_per_prompt, or check the policy "
                     "and max_new_tokens"
@@ -119,7 +133,7 @@ class OnlineRun:
         """Row indices trained on at ``step``: the step's minibatch of the round's prompt groups."""
         r = self.round_of(step)
         j = step - self.round_start(r)
-        nb, per_batch = self.batches_in(r), self.cfg.online.prompts_per_step
+        nb, per_batch = self.batches_in(r), self.per_batch
         epoch, minibatch = divmod(j, nb)
         groups = np.arange(rows.prompts)
         if epoch > 0:
@@ -129,53 +143,41 @@ class OnlineRun:
 
     # -- the step -------------------------------------------------------------------------------
 
-    def step_fn(self, step: int, optimizer: torch.optim.Optimizer) -> tuple[dict[str, float], int]:
-        began = time.perf_counter()
+    def micro_batches(self, step: int) -> list[MicroBatch]:
+        self.clock = time.perf_counter()
         r = self.round_of(step)
         rows = self.round_rows if self.round_index == r and self.round_rows is not None else self.start_round(r)
         index = self.rows_for(step, rows)
-        if rows.refresh is not None and self.ctx.recipe.extragradient and index:
-            self._half_step(rows, index, optimizer, step)
-        metrics, tokens = self._backward(rows, index)
-        self.compute_s += time.perf_counter() - began
         self.rows_seen += len(index)
-        return {**metrics, **self.counters()}, tokens
-
-    def _half_step(self, rows: Rows, index: list[int], optimizer: torch.optim.Optimizer, step: int) -> None:
-        model = self.ctx.policy.model
-        saved_params = [p.detach().clone() for p in model.parameters()]
-        saved_optimizer = copy.deepcopy(optimizer.state_dict())
-        self._backward(rows, index)
-        if self.cfg.train.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg.train.max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        assert rows.refresh is not None
-        rows.refresh(self.ctx.sampler, seed_of(self.cfg.seed, step, 2))
-        with torch.no_grad():
-            for p, saved in zip(model.parameters(), saved_params):
-                p.copy_(saved)
-        optimizer.load_state_dict(saved_optimizer)
-
-    def _backward(self, rows: Rows, index: list[int]) -> tuple[dict[str, float], int]:
-        """Forward and backward of the step's rows, the loss normalised over all of them."""
+        self.step_rows, self.step_row_count = rows, len(index)
         if not index:
             self.empty_steps += 1
-            return {"loss": 0.0, "rows": 0.0}, 0
-        total = len(index)
-        metrics: dict[str, float] = {}
-        tokens = 0
-        for micro in np.array_split(np.asarray(index), min(self.cfg.train.grad_accum, total)):
-            forward, used = self.forward(rows, micro.tolist())
-            tokens += used
-            per_row, extra = objective_loss(self.objective, self.loss, forward)
-            per_row.sum().div(total).backward()
-            for name, value in {"loss": per_row.detach(), **extra}.items():
-                metrics[name] = metrics.get(name, 0.0) + float(value.detach().float().sum()) / total
-        metrics["rows"] = float(total)
-        return metrics, tokens
+            return []
+        parts = np.array_split(np.asarray(index), min(self.cfg.train.grad_accum, len(index)))
+        return [MicroBatch(len(part), (rows, part.tolist())) for part in parts]
 
-    def forward(self, rows: Rows, index: list[int]) -> tuple[Forward, int]:
+    def loss(self, model: nn.Module, micro: MicroBatch) -> LossOutput:
+        rows, index = micro.data
+        forward, tokens = self.forward(model, rows, index)
+        assert self.objective.loss is not None
+        per_row, extra = self.objective.loss(self.loss_fn, forward)
+        metrics = MetricSums()
+        for name, value in extra.items():
+            metrics.add(name, value)
+        return LossOutput(per_row.sum(), metrics, tokens)
+
+    def empty_loss(self, model: nn.Module) -> LossOutput:
+        eos = self.ctx.policy.tokenizer.eos_token_id
+        batch = self.ctx.policy.encode_token_ids([[eos]], [[eos]], max_length=self.cfg.train.max_length)
+        sums, _ = sequence_logps(model, batch.to(self.session.device))
+        return LossOutput(sums.sum() * 0.0, MetricSums(), 0)
+
+    def refresh(self, step: int) -> None:
+        rows = self.step_rows
+        if rows is not None and rows.refresh is not None:
+            rows.refresh(self.ctx.sampler, seed_of(self.cfg.seed, step, 2, self.session.rank))
+
+    def forward(self, model: nn.Module, rows: Rows, index: list[int]) -> tuple[Forward, int]:
         """Log-probs of every slot of the rows; each distinct sequence is computed once."""
         policy = self.ctx.policy
         keys: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}
@@ -188,13 +190,12 @@ class OnlineRun:
         train = self.cfg.train
         batch = policy.encode_token_ids([list(p) for p, _ in unique], [list(y) for _, y in unique],
                                         max_length=train.max_length, max_prompt_length=train.max_prompt_length,
-                                        truncation=train.truncation).to(self.device)
+                                        truncation=train.truncation).to(self.session.device)
         token_kl = None
-        with self.autocast():
-            if self.exact_kl:
-                sums, token_kl_all = logps_and_token_kl(policy.model, self.ctx.reference.model, batch)
-            else:
-                sums, _ = sequence_logps(policy.model, batch)
+        if self.exact_kl:
+            sums, token_kl_all = logps_and_token_kl(model, self.ctx.reference.model, batch)
+        else:
+            sums, _ = sequence_logps(model, batch)
         sums = sums.float()
         counts = batch.response_lengths.to(sums.device)
         take = [torch.as_tensor(w, device=sums.device) for w in where]
@@ -208,6 +209,10 @@ class OnlineRun:
     # -- accounting and resume ------------------------------------------------------------------
 
     def counters(self) -> dict[str, float]:
+        now = time.perf_counter()
+        if self.clock is not None:
+            self.compute_s += now - self.clock
+            self.clock = now
         gen = self.ctx.sampler.stats
         judge = self.ctx.judge
         out = {
@@ -217,12 +222,16 @@ class OnlineRun:
             "gen_s": gen.seconds,
             "judge_s": judge.seconds,
             "compute_s": self.compute_s,
-            "gen_share": gen.seconds / self.compute_s if self.compute_s > 0 else 0.0,
             "empty_steps": float(self.empty_steps),
+            "rows": float(self.step_row_count),
         }
         for why, n in self.ctx.skipped.items():
             out[f"skipped/{why}"] = float(n)
         return out
+
+    def derived(self, counters: dict[str, float]) -> dict[str, float]:
+        compute = counters.get("compute_s", 0.0)
+        return {"gen_share": counters.get("gen_s", 0.0) / compute if compute > 0 else 0.0}
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {

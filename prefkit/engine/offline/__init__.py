@@ -1,0 +1,1 @@
+"""offline step shapes of the run driver."""

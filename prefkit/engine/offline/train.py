@@ -1,0 +1,105 @@
+"""Offline runs (pairs, lists, SFT): data, policy, reference log-probs and the step shape,
+handed to the driver (``prefkit.engine.run``)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from prefkit.engine.data import TrainData, load_eval_data, load_train_data
+from prefkit.engine.losses import ResolvedLoss, resolve_loss
+from prefkit.engine.methods import Method
+from prefkit.engine.models import build_policy, build_reference, frozen_copy
+from prefkit.engine.offline.examples import tokenize_lists, tokenize_pairs, tokenize_sequences
+from prefkit.engine.offline.refcache import reference_logps
+from prefkit.engine.offline.shapes import ListwiseShape, OfflineShape, PairwiseShape, SFTShape
+from prefkit.engine.run import RunSession, TrainResult
+from prefkit.errors import InputError
+from prefkit.policy import Policy
+
+Evaluate = Callable[[Policy, Policy | None, int], dict[str, Any]]
+
+
+def tokenize(method: Method, policy: Policy, data: TrainData, session: RunSession) -> Any:
+    """The examples of ``data`` in the method's step shape."""
+    train = session.cfg.train
+    if method.step == "sft":
+        sequences = data.sequences or [(r.prompt, r.chosen) for r in data.pairs or ()]
+        sources = data.sources or [getattr(r, "source", None) for r in data.pairs or ()] or None
+        return tokenize_sequences(policy, [p for p, _ in sequences], [r for _, r in sequences], train, sources)
+    if method.step == "pairwise":
+        if not data.pairs:
+            raise InputError(f"method {method.name} needs pairs (prompt/chosen/rejected)")
+        return tokenize_pairs(policy, data.pairs, train)
+    if not data.lists:
+        raise InputError(f"method {method.name} needs ranked lists (prompt/responses/scores)")
+    return tokenize_lists(policy, data.lists, train)
+
+
+def build_shape(method: Method, session: RunSession, policy: Policy, examples: Any, loss: ResolvedLoss | None,
+                ref: Any, eval_examples: Any, eval_ref: Any) -> OfflineShape:
+    if method.step == "sft":
+        return SFTShape(session, policy, examples, label=method.name, eval_examples=eval_examples)
+    assert loss is not None
+    cls = PairwiseShape if method.step == "pairwise" else ListwiseShape
+    return cls(session, policy, examples, loss, ref, label=method.name, eval_examples=eval_examples,
+               eval_ref=eval_ref)
+
+
+def run_offline(session: RunSession, method: Method, *, data: TrainData | None, policy: Policy | None,
+                reference: Policy | None, evaluate: Evaluate | None, progress: bool | None) -> TrainResult:
+    """Train ``method`` on pairs, lists or sequences; write the run's outputs."""
+    cfg = session.cfg
+    reference_given = reference is not None
+    loss = resolve_loss(method, cfg.loss)
+    data = data or load_train_data(cfg, method)
+    held_out = load_eval_data(cfg, method)
+    setup_start = time.perf_counter()
+    policy = policy or build_policy(cfg, data.texts(), session.device, session.model_dtype)
+    policy.model.train()
+    if cfg.train.gradient_checkpointing:
+        policy.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    examples = tokenize(method, policy, data, session)
+    eval_examples = tokenize(method, policy, held_out, session) if held_out is not None else None
+
+    ref_logps = eval_ref = None
+    cache_hit, ref_s = False, 0.0
+    if loss is not None and loss.spec.needs_reference:
+        reference = reference or build_reference(cfg, policy, session.device, session.model_dtype)
+        began = time.perf_counter()
+        ref_logps, cache_hit = reference_logps(examples, reference, cfg.train, session=session)
+        if eval_examples is not None:
+            eval_ref, _ = reference_logps(eval_examples, reference, cfg.train, session=session)
+        ref_s = time.perf_counter() - began
+    if evaluate is not None and reference is None:
+        reference = frozen_copy(policy)
+    setup_s = time.perf_counter() - setup_start
+
+    shape = build_shape(method, session, policy, examples, loss, ref_logps, eval_examples, eval_ref)
+    world_eval = (lambda step: evaluate(policy, reference, step)) if evaluate is not None else None
+    fit = session.fit(shape, policy.model, label=method.name, evaluate=world_eval, progress=progress)
+
+    def save() -> None:
+        policy.save(session.out / "policy")
+        if reference is not None and not cfg.ref_model and (cfg.model == "tiny" or reference_given):
+            reference.save(session.out / "reference")  # not loadable from a path otherwise (prefkit eval)
+
+    session.on_main(save)
+    summary = session.finish({
+        "method": method.name,
+        "steps": fit.state.step,
+        "final_loss": fit.last_metrics.get("loss"),
+        "tokens": fit.state.tokens,
+        "wall_s": fit.state.wall_s,
+        "tokens_per_s": fit.state.tokens / fit.state.wall_s if fit.state.wall_s > 0 else None,
+        "setup_s": setup_s,
+        "ref_logps_s": ref_s,
+        "ref_cache_hit": cache_hit,
+        "truncated_rows": examples.truncated,
+        "examples": len(examples),
+        "processes": session.world,
+        **({"eval_examples": len(eval_examples)} if eval_examples is not None else {}),
+        **{k: v for k, v in fit.last_metrics.items() if k.startswith("eval/")},
+    })
+    return TrainResult(policy=policy, metrics=summary, history=fit.history)

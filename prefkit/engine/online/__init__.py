@@ -1,0 +1,1 @@
+"""online step shapes of the run driver."""

@@ -1,0 +1,1 @@
+"""preference step shapes of the run driver."""

@@ -1,0 +1,165 @@
+"""Preference-model runs (``prefkit rm train``): data, model, the step shape, the driver."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from prefkit._atomic import atomic_write_text
+from prefkit.config import RunConfig
+from prefkit.data.records import PairRecord
+from prefkit.engine.preference.data import PairData, pair_data, read_strength_column
+from prefkit.engine.preference.shape import LossHistory, PreferenceShape
+from prefkit.engine.run import RunSession
+from prefkit.errors import InputError
+from prefkit.preference.backbone import load_backbone, tiny_backbone
+from prefkit.preference.heads import build_head
+from prefkit.preference.models import NeuralPreferenceModel, build_model
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, Any]]
+    last_metrics: dict[str, Any]
+    losses: LossHistory
+    steps: int
+    tokens: int
+    wall_s: float
+
+
+def fit(
+    cfg: RunConfig,
+    model: NeuralPreferenceModel,
+    data: PairData,
+    *,
+    session: RunSession | None = None,
+    resume: bool = False,
+    progress: bool | None = False,
+    evaluate: Callable[[int], dict[str, Any]] | None = None,
+) -> FitResult:
+    """Train ``model`` on ``data`` for ``cfg.train.steps`` optimizer steps through the driver
+    (outputs in ``cfg.out``: ``config.yaml``, ``metrics.jsonl``, ``checkpoints/``). Without a
+    ``session`` one is opened (and closed) for ``cfg``."""
+    own = session is None
+    session = session or RunSession.start(cfg, resume=resume)
+    try:
+        shape = PreferenceShape(session, model, data, cfg.rm, label=f"rm:{cfg.rm.kind}")
+        model.train()
+        result = session.fit(shape, model, evaluate=evaluate, progress=progress)
+        model.eval()
+    finally:
+        if own:
+            session.close()
+    return FitResult(result.history, result.last_metrics, shape.losses, result.state.step, result.state.tokens,
+                     result.state.wall_s)
+
+
+def build_preference_model(cfg: RunConfig, records: Sequence[PairRecord], device: torch.device) -> NeuralPreferenceModel:
+    """``cfg.model`` (``tiny`` or a local Hugging Face directory) with the ``cfg.rm`` head.
+
+    The tiny preset's tokenizer is fitted on the records' texts; weights (backbone and head)
+    are initialised from ``cfg.seed``.
+    """
+    rm = cfg.rm
+    if cfg.model == "tiny":
+        texts: list[str] = []
+        for r in records:
+            for value in (r.prompt, r.chosen, r.rejected):
+                texts.extend([value] if isinstance(value, str) else [m["content"] for m in value])
+        backbone = tiny_backbone(texts, cfg.tiny, seed=cfg.seed, pooling=rm.pooling, max_length=cfg.train.max_length,
+                                 device=device)
+    else:
+        backbone = load_backbone(cfg.model, kind=rm.backbone, pooling=rm.pooling, max_length=cfg.train.max_length,
+                                 device=device, trust_remote_code=cfg.trust_remote_code)
+    if rm.freeze_backbone:
+        backbone.requires_grad_(False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        head = build_head(rm.kind, backbone.hidden_size, dim=rm.dim, tau=rm.tau, normalize=rm.normalize,
+                          eigenvalues=rm.eigenvalues, dropout=rm.dropout)
+    return build_model(rm.kind, backbone, head).to(device)
+
+
+@dataclass
+class TrainedPreferenceModel:
+    model: NeuralPreferenceModel
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+    losses: LossHistory
+    data: PairData
+
+
+def train_preference_model(
+    cfg: RunConfig,
+    *,
+    records: Sequence[PairRecord] | None = None,
+    eval_records: Sequence[PairRecord] | None = None,
+    resume: bool = False,
+    progress: bool | None = False,
+    save: bool = True,
+    allow_config_change: Sequence[str] = (),
+) -> TrainedPreferenceModel:
+    """Train a ``cfg.rm.kind`` model on ``records`` (or ``cfg.data.path``) and write ``cfg.out``:
+    ``config.yaml``, ``metrics.jsonl``, ``metrics.json``, ``checkpoints/``, ``model/`` (the saved
+    preference model, docs/preference.md) and ``training_dynamics.jsonl`` (each pair's mean
+    training loss)."""
+    from prefkit.data import read_pairs
+    from prefkit.preference.evaluation import evaluate_pairs
+    from prefkit.preference.io import save_preference_model
+
+    session = RunSession.start(cfg, resume=resume, allow_config_change=allow_config_change)
+    try:
+        report = None
+        if records is None:
+            if cfg.data.path is None:
+                raise InputError("no training data: pass --data FILE", field="data.path")
+            records, report = read_pairs(cfg.data.path, skip_invalid=cfg.data.skip_invalid)
+        if eval_records is None and cfg.data.eval_path:
+            eval_records, _ = read_pairs(cfg.data.eval_path, skip_invalid=cfg.data.skip_invalid)
+        strength = None
+        if cfg.rm.adaptive_margin:
+            if cfg.data.path is None:
+                raise InputError("rm.adaptive_margin reads strength_mean from the --data file", field="data.path")
+            strength = read_strength_column(cfg.data.path, records)
+        setup = time.perf_counter()
+        model = build_preference_model(cfg, records, session.device)
+        data = pair_data(model.backbone, records, cfg.rm, strength=strength)
+        setup_s = time.perf_counter() - setup
+        evaluate = (lambda step: evaluate_pairs(model, eval_records)) if eval_records else None
+        result = fit(cfg, model, data, session=session, progress=progress, evaluate=evaluate)
+
+        def write() -> None:
+            if not save:
+                return
+            save_preference_model(model, session.out / "model", extra={"data": cfg.data.path, "pairs": len(data),
+                                                                         "steps": result.steps, "seed": cfg.seed})
+            mean = result.losses.mean()
+            rows = [json.dumps({"line": source[1] if source else None, "mean_loss": float(mean[i]),
+                                "visits": int(result.losses.count[i])}) for i, source in enumerate(data.sources)]
+            atomic_write_text(session.out / "training_dynamics.jsonl", "".join(r + "\n" for r in rows))
+
+        session.on_main(write)
+        summary = {
+            "kind": cfg.rm.kind,
+            "steps": result.steps,
+            "final_loss": result.last_metrics.get("loss"),
+            "train_accuracy": result.last_metrics.get("rewards/accuracies"),
+            "pairs": len(data),
+            "ties_excluded": data.ties_excluded,
+            "swapped_labels": data.swapped,
+            "skipped_rows": len(report.skipped) if report is not None else 0,
+            "tokens": result.tokens,
+            "wall_s": result.wall_s,
+            "setup_s": setup_s,
+            "processes": session.world,
+            **{k: v for k, v in result.last_metrics.items() if k.startswith("eval/")},
+        }
+        summary = session.finish(summary) if save else summary
+    finally:
+        session.close()
+    return TrainedPreferenceModel(model, summary, result.history, result.losses, data)
