@@ -103,6 +103,7 @@ def _config(args: argparse.Namespace, extra: list[str] | None = None):
 
 def _train(args: argparse.Namespace) -> int:
     from prefkit.engine.preference.train import train_preference_model
+    from prefkit.engine.run import launched_rank
 
     cfg = _config(args)
     if cfg.data.path is None:
@@ -112,6 +113,8 @@ def _train(args: argparse.Namespace) -> int:
     result = train_preference_model(cfg, resume=args.resume, progress=None if not args.json else False,
                                     allow_config_change=[k.strip() for item in args.allow_config_change
                                                          for k in item.split(",") if k.strip()])
+    if launched_rank() != 0:
+        return 0  # the main process reports for the whole job
     metrics = {**result.metrics, "out": cfg.out, "model_dir": f"{cfg.out}/model"}
     if args.json:
         print(json.dumps(metrics))

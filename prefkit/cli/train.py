@@ -48,6 +48,7 @@ def resolve_config(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from prefkit.engine import METHODS, train
     from prefkit.engine.evaluation import world_evaluator
+    from prefkit.engine.run import launched_rank
 
     if args.list_methods:
         for name in sorted(METHODS):
@@ -62,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--allow-config-change applies to --resume only")
     allowed = [key.strip() for item in args.allow_config_change for key in item.split(",") if key.strip()]
     result = train(cfg, resume=args.resume, evaluate=evaluate, allow_config_change=allowed)
+    if launched_rank() != 0:
+        return 0  # the main process reports for the whole job
     if args.json:
         print(json.dumps(result.metrics))
     else:

@@ -158,6 +158,11 @@ class TrainResult:
 
 # ----------------------------------------------------------------------------- launch checks
 
+def launched_rank() -> int:
+    """This process's rank under ``torchrun``/``accelerate launch`` (0 for a single process)."""
+    return int(os.environ.get("RANK", "0") or 0)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
