@@ -44,6 +44,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from prefkit.errors import InputError, NonFiniteLossError
 
     try:
+        world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+        if world > 1 and not getattr(args, "multiprocess", False):
+            raise InputError(f"prefkit {args.command} runs in one process, but it was launched with {world} "
+                             "(torchrun / accelerate launch); only `prefkit train` and `prefkit rm train` "
+                             "train across processes")
         return int(args.func(args) or 0)
     except (ConfigError, InputError, NonFiniteLossError, ValueError) as err:
         if os.environ.get("PREFKIT_DEBUG"):

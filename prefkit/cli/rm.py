@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --resume: an optimisation key (e.g. train.lr) that may differ from the checkpoint's")
     t.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
     t.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
-    t.set_defaults(func=run)
+    t.set_defaults(func=run, multiprocess=True)
 
     e = rm_sub.add_parser(
         "eval", help="pairwise accuracy of a trained preference model",

@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--list-methods", action="store_true", help="list the methods and exit")
     p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, multiprocess=True)
 
 
 def resolve_config(args: argparse.Namespace):
