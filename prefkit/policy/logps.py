@@ -9,8 +9,11 @@ function that keeps only the hidden states and one float32 log-sum-exp per posit
 recomputes each chunk's logits in the backward pass, so peak memory is ``chunk_size x vocab``
 instead of ``tokens x vocab`` (the same idea as the Liger kernel's fused linear cross-entropy,
 Hsu et al. 2024, arXiv:2410.10989). Logits are always reduced in float32. Calling the model
-itself (not its backbone) keeps DDP, PEFT and accelerate wrappers working; under FSDP, whose
-head weight is sharded outside the forward, the full-logits path is used.
+itself (not its backbone) keeps DDP, PEFT and accelerate wrappers working. Under FSDP2 the head
+weight is a sharded DTensor outside the forward: it is gathered once per call with the
+differentiable ``full_tensor()`` and the same chunked function runs on it (the gradient is
+reduce-scattered back to the shards), so full-vocabulary logits are still never materialised;
+under FSDP1, whose weight exists only inside the wrapped forward, the full-logits path is used.
 """
 
 from __future__ import annotations
@@ -130,12 +133,32 @@ def _forward_kwargs(batch: EncodedBatch) -> dict[str, torch.Tensor | bool | None
     return kwargs
 
 
-def _sharded(model: nn.Module, head: nn.Module) -> bool:
-    """FSDP: the head's full weight exists only inside the wrapped forward."""
-    if "FullyShardedDataParallel" in type(model).__name__:
-        return True
-    weight = getattr(head, "weight", None)
-    return weight is not None and type(weight.data) is not torch.Tensor  # DTensor (FSDP2)
+def _fsdp1(model: nn.Module) -> bool:
+    """FSDP1: the head's full weight exists only inside the wrapped forward."""
+    return "FullyShardedDataParallel" in type(model).__name__
+
+
+def _is_dtensor(tensor: torch.Tensor | None) -> bool:
+    if tensor is None:
+        return False
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # pragma: no cover - torch without distributed
+        return False
+    return isinstance(tensor, DTensor)
+
+
+def _full_weights(head: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The head's weight and bias as plain tensors: an FSDP2-sharded (DTensor) weight is gathered
+    with ``full_tensor()``, which is differentiable (its backward reduce-scatters the gradient
+    back to the shards), so only the ``vocab x hidden`` weight is materialised, never the
+    ``tokens x vocab`` logits."""
+    weight, bias = head.weight, head.bias
+    if _is_dtensor(weight):
+        weight = weight.full_tensor()
+    if _is_dtensor(bias):
+        bias = bias.full_tensor()
+    return weight, bias
 
 
 def _response_token_logps(
@@ -154,7 +177,7 @@ def _response_token_logps(
     rows = batch.row_ids[:, 1:][selected]
     head = inner.get_output_embeddings()
 
-    if chunk_size is None or inner in _FULL_FORWARD_MODELS or _sharded(model, head):
+    if chunk_size is None or inner in _FULL_FORWARD_MODELS or _fsdp1(model):
         logits = model(**_forward_kwargs(batch)).logits[:, :-1][selected]
         chunk = _auto_chunk(logits.shape[-1])
         return _chunked_target_logps(logits, targets, lambda x: x, chunk), rows
@@ -168,8 +191,10 @@ def _response_token_logps(
     if keep is not None:
         kwargs[keep] = 1
     hidden = model(**kwargs).hidden_states[-1][:, :-1][selected]
-    if type(head) is nn.Linear and not hasattr(head, "_hf_hook"):
-        return _LinearTargetLogProb.apply(hidden, head.weight, head.bias, targets, chunk), rows
+    plain_linear = type(head) is nn.Linear and not hasattr(head, "_hf_hook")
+    if plain_linear or (isinstance(head, nn.Linear) and _is_dtensor(head.weight)):  # FSDP2: FSDPLinear
+        weight, bias = _full_weights(head)
+        return _LinearTargetLogProb.apply(hidden, weight, bias, targets, chunk), rows
     return _chunked_target_logps(hidden, targets, head, chunk), rows
 
 
