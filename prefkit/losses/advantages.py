@@ -113,7 +113,7 @@ def shaped_rewards(
     """Token-level rewards: the sequence score on the last response token minus a KL penalty.
 
     Paper: Ziegler et al. 2019, arXiv 1909.08593, eq. 2; Ouyang et al. 2022 (InstructGPT),
-    arXiv 2203.02155, eq. 2; Hu 2025 (REINFORCE++), arXiv 2501.03262, eq. 1:
+    arXiv 2203.02155, eq. 2; Hu 2025 (REINFORCE++), arXiv 2501.03262 (token-level KL penalty):
     ``r_t = 1[t = last] · score − kl_coef · KL_t``.
 
     Args:
@@ -161,7 +161,7 @@ def whiten(
 
     Reward and advantage whitening as in InstructGPT/AlpacaFarm/TRL PPO (TRL's
     ``masked_whiten``: Bessel-corrected variance, ``eps`` inside the root) and REINFORCE++'s
-    global batch normalisation (Hu 2025, arXiv 2501.03262, eq. 9; OpenRLHF uses the population
+    global batch normalisation (Hu 2025, arXiv 2501.03262; OpenRLHF uses the population
     variance: ``unbiased=False``). With ``shift_mean=False`` the mean is added back (whitening
     rewards only rescales them, as TRL/AlpacaFarm do before GAE).
 
@@ -205,7 +205,7 @@ def gae(
     """Generalized advantage estimation over each row's response tokens.
 
     Paper: Schulman et al. 2016, "High-Dimensional Continuous Control Using Generalized
-    Advantage Estimation", arXiv 1506.02438, eq. 16 (with δ of eq. 9):
+    Advantage Estimation", arXiv 1506.02438, eq. 16:
     ``δ_t = r_t + γ V_{t+1} − V_t``, ``Â_t = Σ_l (γλ)^l δ_{t+l}``, computed backwards as
     ``Â_t = δ_t + γλ Â_{t+1}``; the step after the last response token is terminal
     (``V = 0``, ``Â = 0``). Returns (the value targets) are ``Â_t + V_t``.
@@ -242,7 +242,7 @@ def discounted_returns(
 ) -> torch.Tensor:
     """Reward-to-go ``G_t = Σ_{s ≥ t} γ^{s−t} r_s`` over each row's response tokens.
 
-    Paper: Williams 1992 (REINFORCE); Hu 2025 (REINFORCE++), arXiv 2501.03262, eq. 2 (with
+    Paper: Williams 1992 (REINFORCE); Hu 2025 (REINFORCE++), arXiv 2501.03262 (with
     γ = 1 the advantage is ``score − β Σ_{i ≥ t} KL_i``). Equals :func:`gae` with ``V = 0`` and
     ``λ = 1``. Returns ``[B, T]``, detached, 0 outside ``mask``.
     """
@@ -257,7 +257,8 @@ def leave_one_out_baseline(rewards: torch.Tensor) -> torch.Tensor:
     """RLOO's baseline: each sample's reward is compared with the mean of its K − 1 siblings.
 
     Paper: Ahmadian et al. 2024, "Back to Basics: Revisiting REINFORCE Style Optimization for
-    Learning from Human Feedback in LLMs", arXiv 2402.14740, eq. 8 (Kool et al. 2019):
+    Learning from Human Feedback in LLMs", arXiv 2402.14740, the RLOO estimator (Kool et al.
+    2019):
     ``b_i = (1/(K−1)) Σ_{j≠i} R_j = (Σ_j R_j − R_i)/(K − 1)``.
 
     Args:
@@ -281,7 +282,7 @@ def group_relative(
 
     Paper: Shao et al. 2024 (DeepSeekMath, GRPO), arXiv 2402.03300, §4.1.2:
     ``Â_i = (R_i − mean(R))/std(R)`` over the K samples of a prompt. Liu et al. 2025
-    (Dr. GRPO), arXiv 2503.20783, §3.1 drop the std: ``Â_i = R_i − mean(R)``.
+    (Dr. GRPO), arXiv 2503.20783, drop the std: ``Â_i = R_i − mean(R)``.
 
     ``scale``: ``"group"`` divides by the group's std, ``"batch"`` by the std of all N·K
     rewards (the mean stays per group), ``"none"`` does not divide (Dr. GRPO). As TRL 1.16's

@@ -280,7 +280,7 @@ LOSSES: dict[str, LossSpec] = {
         "dr_grpo",
         dr_grpo,
         "token",
-        "Liu et al. 2025 (Dr. GRPO), arXiv 2503.20783, §3.1 (TRL 1.16 loss_type=dr_grpo)",
+        "Liu et al. 2025 (Dr. GRPO), arXiv 2503.20783, GRPO without 1/|o| (TRL 1.16 dr_grpo)",
         online=True,
         needs_oracle=True,
         advantage_fn=dr_grpo_advantages,

@@ -110,8 +110,8 @@ def clipped_surrogate(
     """PPO's clipped surrogate as a loss, elementwise: ``−min(ρ A, clip(ρ, 1−ε_l, 1+ε_h) A)``.
 
     Paper: Schulman et al. 2017, "Proximal Policy Optimization Algorithms", arXiv 1707.06347,
-    eq. 7 (``ρ = exp(log_ratio)``; asymmetric ε_l, ε_h as in DAPO, Yu et al. 2025,
-    arXiv 2503.14476, eq. 10). Broadcasts ``advantages`` against ``log_ratio``.
+    eq. 7 (``ρ = exp(log_ratio)``; asymmetric ε_l, ε_h as in DAPO's clip-higher, Yu et al.
+    2025, arXiv 2503.14476). Broadcasts ``advantages`` against ``log_ratio``.
     """
     _checks.positive("clip_low", clip_low)
     _checks.positive("clip_high", clip_high)
@@ -267,7 +267,7 @@ def rloo(
 ) -> torch.Tensor:
     """RLOO's loss: REINFORCE with the leave-one-out baseline, on a clipped sequence ratio.
 
-    Paper: Ahmadian et al. 2024, "Back to Basics", arXiv 2402.14740, eq. 8, as TRL 1.16's
+    Paper: Ahmadian et al. 2024, "Back to Basics", arXiv 2402.14740 (RLOO), as TRL 1.16's
     ``RLOOTrainer._compute_loss`` computes it: with sequence log-probs ``s = Σ_t logps`` and
     ``ρ = exp(s − s_old)``, ``loss_i = −min(ρ_i A_i, clip(ρ_i, 1 − ε, 1 + ε_h) A_i)``. At the
     sampling policy (ρ = 1) its gradient is the paper's ``−A_i ∇ log π(y_i|x)``.
@@ -368,7 +368,7 @@ def dr_grpo(
     """Dr. GRPO: GRPO without the per-response length normalisation (a constant instead).
 
     Paper: Liu et al. 2025, "Understanding R1-Zero-Like Training: A Critical Perspective",
-    arXiv 2503.20783, §3.1 (eq. 3 without 1/|o_i|), as TRL 1.16's ``loss_type="dr_grpo"``:
+    arXiv 2503.20783 (GRPO's eq. 3 without 1/|o_i|), as TRL 1.16's ``loss_type="dr_grpo"``:
     ``Σ_{i,t} ℓ_it / (G·N · L_max)`` with ``L_max`` the generation budget. Returns
     ``Σ_t ℓ_it / L_max`` per sequence; reduction ``"sequences"``. Its advantages drop the std
     as well (:func:`prefkit.losses.dr_grpo_advantages`). Default β = 0 (TRL's default; the
@@ -412,8 +412,8 @@ def dapo(
     """DAPO's token-level policy loss: one token mean over the whole step, clip-higher.
 
     Paper: Yu et al. 2025, "DAPO: An Open-Source LLM Reinforcement Learning System at Scale",
-    arXiv 2503.14476, eq. 8 (token-level loss ``Σ_{i,t} ℓ_it / Σ_i |o_i|``) and eq. 10
-    (decoupled clip ε_low = 0.2, ε_high = 0.28; no KL term, β = 0), as TRL 1.16's
+    arXiv 2503.14476: the token-level loss ``Σ_{i,t} ℓ_it / Σ_i |o_i|`` and the decoupled clip
+    (clip-higher: ε_low = 0.2, ε_high = 0.28; no KL term, β = 0), as TRL 1.16's
     ``loss_type="dapo"`` (normalised by the active tokens of the accumulated batch). Returns the
     token sums; reduction ``"tokens"``. Dynamic sampling and the overlong penalty of DAPO are
     rollout-side and not part of this loss.
@@ -455,8 +455,8 @@ def reinforce_pp(
     """REINFORCE++: PPO's clipped token loss with critic-free, globally normalised advantages.
 
     Paper: Hu 2025, "REINFORCE++: An Efficient RLHF Algorithm with Robustness to Both Prompt
-    and Reward Models", arXiv 2501.03262, eq. 10 (the clipped surrogate) with the advantages of
-    eq. 2 and 9 (:func:`prefkit.losses.reinforce_pp_advantages`: token-level KL in the reward,
+    and Reward Models", arXiv 2501.03262: the clipped surrogate with critic-free advantages
+    (:func:`prefkit.losses.reinforce_pp_advantages`: token-level KL in the reward,
     reward-to-go, normalised over the global batch). Returns ``Σ_t ℓ_it``; reduction
     ``"tokens"`` (OpenRLHF's token-level loss).
 

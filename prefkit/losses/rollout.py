@@ -186,7 +186,7 @@ def rloo_advantages(
 ) -> Advantages:
     """RLOO's advantages: KL-penalised sequence reward minus the leave-one-out baseline.
 
-    Paper: Ahmadian et al. 2024 ("Back to Basics"), arXiv 2402.14740, §3 (RLOO estimator), as
+    Paper: Ahmadian et al. 2024 ("Back to Basics"), arXiv 2402.14740 (the RLOO estimator), as
     TRL 1.16's ``RLOOTrainer``: ``R_i = reward_i − kl_coef · Σ_t (old − ref)_it`` (the k1
     sequence KL of the sampling policy), ``A_i = R_i − (Σ_{j≠i} R_j)/(K − 1)`` within each
     prompt's group (:func:`prefkit.losses.leave_one_out_baseline`); with ``normalize``,
@@ -231,7 +231,7 @@ def dr_grpo_advantages(
 ) -> Advantages:
     """Dr. GRPO's advantages: the group mean subtracted, no std scaling.
 
-    Paper: Liu et al. 2025 (Dr. GRPO), arXiv 2503.20783, §3.1: ``Â_i = R_i − mean_group``
+    Paper: Liu et al. 2025 (Dr. GRPO), arXiv 2503.20783: ``Â_i = R_i − mean_group``
     (:func:`grpo_advantages` with ``scale="none"``, TRL's ``scale_rewards="none"``).
     """
     return grpo_advantages(rollout, scale=scale)
@@ -250,7 +250,7 @@ def reinforce_pp_advantages(
 ) -> Advantages:
     """REINFORCE++'s advantages: token-level KL in the reward, reward-to-go, global whitening.
 
-    Paper: Hu 2025 (REINFORCE++), arXiv 2501.03262, §3 (token-level KL penalty, advantage,
+    Paper: Hu 2025 (REINFORCE++), arXiv 2501.03262 (token-level KL penalty, advantage,
     global advantage normalisation): ``r_t = 1[t = last] · reward − β KL_t`` with
     ``KL_t = log π_old/π_ref`` (k1), ``A_t = Σ_{s ≥ t} γ^{s−t} r_s`` (with γ = 1:
     ``reward − β Σ_{s ≥ t} KL_s``), then ``(A − mean)/std`` over every response token of the
@@ -299,7 +299,7 @@ PPO_PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 """``loss.params`` for ``ppo`` reproducing AlpacaFarm's PPO (Dubois et al. 2023, arXiv
-2305.14387, §5 and App.; repo ``tatsu-lab/alpaca_farm``: ``rl/trainer_ppo.py`` and
+2305.14387; repo ``tatsu-lab/alpaca_farm``: ``rl/trainer_ppo.py`` and
 ``examples/scripts/rlhf_ppo.sh``): KL coefficient 0.0067 for the simulated annotators (the paper),
 0.02 for human preferences (the repo's script), the clamped k1 KL, γ = λ = 1, whitened rewards and
 advantages, clip ranges 0.2, value weight 0.1. Their rollout settings, which belong to the online

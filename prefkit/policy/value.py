@@ -1,6 +1,6 @@
 """Critics for PPO: a scalar value head on a causal LM's hidden states.
 
-Two layouts (Ouyang et al. 2022, InstructGPT, arXiv 2203.02155, §3.5, initialise the value
+Two layouts (Ouyang et al. 2022, InstructGPT, arXiv 2203.02155, initialise the value
 function from the reward model; AlpacaFarm and TRL use a separate value model; a head on the
 policy's own backbone is the cheaper alternative):
 
@@ -197,7 +197,9 @@ class SharedCritic(nn.Module):
         return logps, align_values(self.head(captured["hidden"]), batch)
 
     def values(self, batch: EncodedBatch) -> torch.Tensor:
-        """Values only: a forward of the policy's backbone without the LM head."""
+        """Values only: a forward of the policy's backbone without the LM head. It calls the
+        base transformer directly, past any DDP wrapper; in a distributed run use
+        :meth:`logps_and_values`, which goes through the wrapped model."""
         base = backbone_of(self.policy_model)
         return _backbone_values(base, self.head, batch)
 
