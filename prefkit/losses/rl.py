@@ -24,7 +24,13 @@ import torch
 
 from prefkit.losses import _checks
 from prefkit.losses._spec import Reduction
-from prefkit.losses.advantages import TOKENS, check_token_inputs, kl_penalty, row_mask
+from prefkit.losses.advantages import (
+    TOKENS,
+    KLEstimator,
+    check_token_inputs,
+    kl_penalty,
+    row_mask,
+)
 
 REDUCTIONS: tuple[str, ...] = ("sequences", "tokens", "micro_tokens")
 
@@ -147,8 +153,9 @@ def _policy_token_loss(
     clip_high: float,
     kl_coef: float,
     kl_name: str,
+    kl_estimator: KLEstimator = "k3",
 ) -> torch.Tensor:
-    """Per-token clipped surrogate plus ``kl_coef · k3`` (zero outside ``mask``), ``[B, T]``."""
+    """Per-token clipped surrogate plus ``kl_coef · KL`` (zero outside ``mask``), ``[B, T]``."""
     check_token_inputs(mask, logps=logps, old_logps=old_logps, ref_logps=ref_logps)
     _checks.non_negative(kl_name, kl_coef)
     if kl_coef > 0 and ref_logps is None:
@@ -159,7 +166,7 @@ def _policy_token_loss(
     if kl_coef > 0:
         assert ref_logps is not None
         per_token = per_token + kl_coef * kl_penalty(
-            logps, ref_logps.detach(), mask, estimator="k3"
+            logps, ref_logps.detach(), mask, estimator=kl_estimator
         )
     return per_token.masked_fill(~mask, 0.0)
 
@@ -180,6 +187,7 @@ def ppo(
     *,
     cliprange: float = 0.2,
     kl_loss_coef: float = 0.0,
+    kl_loss_estimator: KLEstimator = "k3",
     entropies: torch.Tensor | None = None,
     entropy_coef: float = 0.0,
 ) -> torch.Tensor:
@@ -194,14 +202,16 @@ def ppo(
     loss a mean over all response tokens (TRL's ``masked_mean``).
 
     The KL penalty usually lives in the reward (``kl_coef`` of the advantages);
-    ``kl_loss_coef > 0`` adds it as a loss term instead or as well (the k3 estimator of
-    :func:`prefkit.losses.kl_penalty`, as GRPO). The value loss is :func:`ppo_value`.
+    ``kl_loss_coef > 0`` adds it as a loss term instead or as well, with ``kl_loss_estimator``
+    (``k3`` as GRPO, or ``k1``/``k2``; :func:`prefkit.losses.kl_penalty`) on the current
+    log-probs. The value loss is :func:`ppo_value`.
 
     Args:
         logps, old_logps, ref_logps, advantages, mask: the ``token`` convention (module doc);
             ``ref_logps`` is read only when ``kl_loss_coef > 0``.
         cliprange: ε > 0.
-        kl_loss_coef: weight of the k3 KL term in the loss (>= 0).
+        kl_loss_coef: weight of the KL term in the loss (>= 0).
+        kl_loss_estimator: ``"k3"`` (default), ``"k1"``, ``"k1_clamped"`` or ``"k2"``.
         entropies: ``[B, T]`` per-token entropy of the current policy (with gradients),
             required when ``entropy_coef > 0``.
         entropy_coef: entropy bonus weight c_H >= 0.
@@ -209,6 +219,7 @@ def ppo(
     per_token = _policy_token_loss(
         logps, old_logps, ref_logps, advantages, mask,
         clip_low=cliprange, clip_high=cliprange, kl_coef=kl_loss_coef, kl_name="kl_loss_coef",
+        kl_estimator=kl_loss_estimator,
     )  # fmt: skip
     _checks.non_negative("entropy_coef", entropy_coef)
     if entropy_coef > 0:

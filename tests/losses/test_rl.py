@@ -69,6 +69,9 @@ def test_ppo_kl_loss_term_and_entropy_bonus():
     out = L.ppo(logps, old, ref, adv, mask, kl_loss_coef=0.1, entropies=entropies,
                 entropy_coef=0.01)  # fmt: skip
     torch.testing.assert_close(out, t(0.1 * (math.exp(-0.5) - 0.5) - 0.01 * 1.0))
+    # k1 in the loss: logp - ref = 0.5 at t0
+    k1 = L.ppo(logps, old, ref, adv, mask, kl_loss_coef=0.1, kl_loss_estimator="k1")
+    torch.testing.assert_close(k1, t(0.05))
 
 
 # ------------------------------------------------------------------- GRPO and variants
