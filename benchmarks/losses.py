@@ -1,11 +1,14 @@
 """Time every registry loss, forward and forward+backward, on CPU.
 
-Sizes: B = 4096 pairs (pairwise, reward, online) and B = 512 lists of K = 8 (listwise).
+Sizes: B = 4096 pairs (pairwise, reward, online), B = 512 lists of K = 8 (listwise) and
+B = 512 responses of up to T = 64 tokens, 128 prompts x 4 samples (token: the RL baselines;
+the rollout's advantages are computed once, outside the timing).
 Each cell is the median over ``--repeats`` runs after warm-up, in microseconds, with torch's
 default thread count unless ``--threads`` is given. Value checks run in the default ``"auto"``
 mode (on for CPU tensors); the last column repeats fwd+bwd with them switched off.
 
     PYTHONPATH=. python benchmarks/losses.py [--repeats 50] [--threads N] [--dtype float32]
+        [--kind token ...]
 
 Prints a markdown table (the one in benchmarks/RESULTS.md, "## Losses").
 """
@@ -24,6 +27,7 @@ import torch
 from prefkit import losses as L
 
 PAIRS, LISTS, K = 4096, 512, 8
+SEQUENCES, TOKENS, SAMPLES = 512, 64, 4
 
 
 def _pairwise_inputs(g: torch.Generator, dtype: torch.dtype) -> dict[str, torch.Tensor]:
@@ -82,6 +86,29 @@ def build_cases(
                 return spec.fn(lp, ref_logps, labels, mask=mask), [lp]
 
             cases[name] = (f"B={LISTS}, K={K}", make)
+        elif spec.kind == "token":
+            old = -torch.rand(SEQUENCES, TOKENS, generator=g, dtype=dtype) * 3 - 0.05
+            lengths = torch.randint(1, TOKENS + 1, (SEQUENCES,), generator=g)
+            resp = torch.arange(TOKENS)[None, :] < lengths[:, None]
+            values = torch.randn(SEQUENCES, TOKENS, generator=g, dtype=dtype)
+            rollout = L.Rollout(torch.rand(SEQUENCES, generator=g, dtype=dtype), resp, old,
+                                old + 0.1, values, SAMPLES)  # fmt: skip
+            adv = spec.advantage_fn(rollout)
+            engine = (
+                {"max_completion_length": TOKENS}
+                if "max_completion_length" in spec.engine_params
+                else {}
+            )
+
+            def make(spec=spec, old=old, resp=resp, adv=adv, values=values, engine=engine):
+                lp = leaf(old + 0.05)
+                per_seq = spec.fn(lp, old, old + 0.1, adv.advantages, resp, **engine)
+                if spec.value_fn is None:
+                    return per_seq, [lp]
+                v = leaf(values + 0.1)
+                return per_seq + spec.value_fn(v, values, adv.returns, resp), [lp, v]
+
+            cases[name] = (f"B={SEQUENCES}, T={TOKENS}", make)
 
     def bt():
         c, r = leaf(x["c"]), leaf(x["r"])
@@ -155,6 +182,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument(
+        "--kind",
+        action="append",
+        default=None,
+        help="time only these loss kinds (repeatable; default: all)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -179,6 +212,8 @@ def main() -> None:
     print("|---|---|---|---:|---:|---:|")
     for name, (size, make) in cases.items():
         kind = L.LOSSES[name].kind if name in L.LOSSES else "pairwise"
+        if args.kind and kind not in args.kind:
+            continue
         fwd = median_us(lambda make=make: forward(make), args.repeats)
         both = median_us(lambda make=make: forward_backward(make), args.repeats)
         with L.validation("off"):

@@ -111,10 +111,13 @@ def tensor(name: str, value: object) -> torch.Tensor:
     return value
 
 
-def same_shape(ndim: int, **tensors: torch.Tensor | None) -> tuple[int, ...]:
+def same_shape(
+    ndim: int, *, dims: str | None = None, **tensors: torch.Tensor | None
+) -> tuple[int, ...]:
     """All non-``None`` tensors are floating point with ``ndim`` dims and one common shape.
 
-    Returns the common shape. The first tensor given sets the expected shape.
+    Returns the common shape. The first tensor given sets the expected shape. ``dims`` names
+    the layout in messages (default ``[B]`` for one dim, ``[B, K]`` for two).
     """
     expected: tuple[int, ...] | None = None
     first = ""
@@ -124,8 +127,8 @@ def same_shape(ndim: int, **tensors: torch.Tensor | None) -> tuple[int, ...]:
         tensor(name, value)
         shape = tuple(value.shape)
         if len(shape) != ndim:
-            dims = "[B]" if ndim == 1 else "[B, K]" if ndim == 2 else f"{ndim} dims"
-            raise ValueError(f"{name} must have shape {dims}, got {shape}")
+            layout = dims or ("[B]" if ndim == 1 else "[B, K]" if ndim == 2 else f"{ndim} dims")
+            raise ValueError(f"{name} must have shape {layout}, got {shape}")
         if expected is None:
             expected, first = shape, name
         elif shape != expected:
@@ -203,6 +206,19 @@ def rows_not_empty(mask: torch.Tensor | None, minimum: int = 1) -> None:
         rows = torch.nonzero(counts < minimum).flatten()[:5].tolist()
         raise ValueError(
             f"mask must keep at least {minimum} entries in every row; rows {rows} keep fewer"
+        )
+
+
+def contiguous_rows(mask: torch.Tensor | None) -> None:
+    """Each row's true entries form one contiguous run (a response: prompt, response, padding);
+    a value check."""
+    if mask is None or not value_checks_enabled(mask):
+        return
+    starts = (mask[:, 1:] & ~mask[:, :-1]).sum(dim=-1) + mask[:, 0].long()
+    if bool((starts > 1).any()):
+        rows = torch.nonzero(starts > 1).flatten()[:5].tolist()
+        raise ValueError(
+            f"mask must mark one contiguous run of response tokens per row; rows {rows} have gaps"
         )
 
 

@@ -6,24 +6,40 @@
 - ``sequence_logps(model, batch)`` and ``token_logps(model, batch)``: response-token
   log-probs with a chunked LM head (gradients flow);
 - ``build_tiny_checkpoint(dir, texts, tiny_cfg, seed)``: a tiny model saved as a normal
-  Hugging Face directory.
+  Hugging Face directory;
+- ``SharedCritic`` / ``SeparateCritic``: PPO value heads on a causal LM's hidden states
+  (``save_critic``/``load_critic``; ``value``).
 """
 
 from prefkit.policy.encoding import EncodedBatch, SequenceTooLongError, count_tokens
 from prefkit.policy.logps import check_fast_path, sequence_logps, token_logps, use_full_forward
 from prefkit.policy.policy import Policy, build_tiny_checkpoint, resolve_device, resolve_dtype
 from prefkit.policy.sampling import Samples
+from prefkit.policy.value import (
+    SeparateCritic,
+    SharedCritic,
+    ValueHead,
+    backbone_of,
+    load_critic,
+    save_critic,
+)
 
 __all__ = [
     "EncodedBatch",
     "Policy",
     "Samples",
+    "SeparateCritic",
     "SequenceTooLongError",
+    "SharedCritic",
+    "ValueHead",
+    "backbone_of",
     "build_tiny_checkpoint",
     "check_fast_path",
     "count_tokens",
+    "load_critic",
     "resolve_device",
     "resolve_dtype",
+    "save_critic",
     "sequence_logps",
     "token_logps",
     "use_full_forward",

@@ -10,6 +10,7 @@ import sys
 import pytest
 import torch
 
+from prefkit import losses as L
 from prefkit.losses import LOSSES, LossSpec
 
 D = torch.float64
@@ -25,13 +26,16 @@ def test_entry_is_documented_with_a_paper(name):
         f"{name}: docstring must name the paper and arXiv id"
     )
     assert ARXIV.search(spec.paper), f"{name}: spec.paper must cite an arXiv id"
-    assert spec.kind in ("pairwise", "listwise", "reward", "online")
+    assert spec.kind in ("pairwise", "listwise", "reward", "online", "token")
     if spec.strength_arg is not None:
-        assert spec.strength_arg in inspect.signature(spec.fn).parameters
-        assert spec.strength_arg in spec.defaults, (
+        # token losses may put their strength in the advantages (the KL penalty in the reward)
+        owners = [spec.fn] if spec.kind != "token" else [spec.fn, spec.advantage_fn]
+        takes = [f for f in owners if spec.strength_arg in inspect.signature(f).parameters]
+        assert len(takes) == 1, f"{name}: exactly one function takes {spec.strength_arg!r}"
+        assert any(spec.strength_arg in d for d in spec.all_defaults.values()), (
             "the strength argument is keyword-only with a default"
         )
-    assert spec.online == (spec.kind == "online")
+    assert spec.online == (spec.kind in ("online", "token"))
 
 
 @pytest.mark.parametrize("name", sorted(n for n, s in LOSSES.items() if s.kind == "pairwise"))
@@ -72,12 +76,63 @@ def test_listwise_losses_follow_the_listwise_convention(name):
     assert out.shape == (2,) and torch.isfinite(out).all()
 
 
+@pytest.mark.parametrize("name", sorted(n for n, s in LOSSES.items() if s.kind == "token"))
+def test_token_losses_follow_the_token_convention(name):
+    spec = LOSSES[name]
+    params = list(inspect.signature(spec.fn).parameters)
+    assert params[:5] == ["logps", "old_logps", "ref_logps", "advantages", "mask"]
+    assert spec.reduction in ("sequences", "tokens", "micro_tokens")
+    g = torch.Generator().manual_seed(2)
+    k = max(2, spec.min_samples_per_prompt)
+    rows, width = 3 * k, 5
+    old = -torch.rand(rows, width, generator=g, dtype=D) - 0.1
+    mask = torch.arange(width)[None, :] < torch.randint(1, width + 1, (rows,), generator=g)[:, None]
+    values = torch.zeros(rows, width, dtype=D) if spec.value_fn else None
+    rollout = L.Rollout(torch.rand(rows, generator=g, dtype=D), mask, old, old + 0.1, values, k)
+    adv = spec.advantage_fn(rollout)
+    engine = (
+        {"max_completion_length": width} if "max_completion_length" in spec.engine_params else {}
+    )
+    logps = (old + 0.05).requires_grad_()
+    per_seq = spec.fn(logps, old, old + 0.1, adv.advantages, mask, **engine)
+    if spec.value_fn is not None:
+        per_seq = per_seq + spec.value_fn(values + 0.1, values, adv.returns, mask)
+    assert per_seq.shape == (rows,) and per_seq.dtype == D
+    L.reduce_to_step(per_seq, mask, spec.reduction).backward()
+    assert torch.isfinite(logps.grad).all() and logps.grad.abs().sum() > 0
+
+
+def test_split_params_sorts_keys_and_refuses_unknown_and_engine_ones():
+    spec = LOSSES["ppo"]
+    parts = spec.split_params({"cliprange": 0.1, "kl_coef": 0.01, "vf_coef": 0.5})
+    assert parts == {"fn": {"cliprange": 0.1}, "advantage_fn": {"kl_coef": 0.01},
+                     "value_fn": {"vf_coef": 0.5}}  # fmt: skip
+    with pytest.raises(ValueError, match=r"loss\.params\.clip: is not a setting of ppo"):
+        spec.split_params({"clip": 0.1})
+    with pytest.raises(ValueError, match=r"loss\.params\.entropies: is set by the engine"):
+        spec.split_params({"entropies": None})
+    with pytest.raises(ValueError, match="max_completion_length: is set by the engine"):
+        LOSSES["dr_grpo"].split_params({"max_completion_length": 8})
+
+
+def test_a_token_spec_with_overlapping_keywords_is_refused():
+    def advantages(rollout, *, cliprange=0.2):
+        return rollout
+
+    with pytest.raises(ValueError, match="'cliprange' is in both fn and advantage_fn"):
+        LossSpec("x", L.ppo, "token", "arXiv 1707.06347", advantage_fn=advantages,
+                 reduction="tokens")  # fmt: skip
+    with pytest.raises(ValueError, match="needs advantage_fn and reduction"):
+        LossSpec("x", L.ppo, "token", "arXiv 1707.06347")
+
+
 def test_registry_covers_the_required_methods():
     required = {
         "dpo", "robust", "ipo", "hinge", "exo_pair", "nca_pair", "bco_pair", "sppo_hard", "aot",
         "aot_unpaired", "apo_zero", "apo_down", "discopop", "simpo", "dpo_norm", "orpo",
         "lipo_lambda", "dpo_pl", "adpo", "irpo", "bradley_terry", "gpm", "online_ipo",
-        "nash_md_pg", "p3o", "dno", "sppo", "grao", "superhf",
+        "nash_md_pg", "p3o", "dno", "sppo", "grao", "superhf", "ppo", "pairwise_ppo", "rloo",
+        "grpo", "bnpo", "dr_grpo", "dapo", "reinforce_pp",
     }  # fmt: skip
     assert required <= set(LOSSES)
 
