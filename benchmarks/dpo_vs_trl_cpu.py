@@ -13,7 +13,8 @@ an explicit reference model. Each configuration runs in its own process (clean p
 
 tokens/s = non-padding tokens through the policy forward (chosen and rejected rows both) divided
 by the training wall time (TRL: ``trainer.train()``; prefkit: the loop plus the reference pass).
-TRL is a benchmark-only dependency: ``pip install trl``.
+TRL is a test-only peer (the ``dev`` extra pins ``trl==1.16.0``). Data and settings come from
+``benchmarks/dpo_trl_common.py``, shared with ``benchmarks/gpu/dpo_vs_trl.py``.
 
     python benchmarks/dpo_vs_trl_cpu.py [--steps 256] [--repeats 1] [--threads N]
 """
@@ -23,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -32,27 +32,17 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.dpo_trl_common import (
+    in_order_trainer,
+    make_data,
+    peak_rss_mib,
+    prefkit_overrides,
+    read_rows,
+    trl_config_kwargs,
+    trl_rows,
+)
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def make_data(directory: Path, pairs: int, seed: int) -> Path:
-    """512 synthetic pairs over a 1000-word vocabulary; rows up to about 128 tokens.
-
-    Responses start with a space, as in TRL's own datasets: TRL tokenizes ``prompt + chosen`` as one
-    string, so without it the last prompt word and the first response word would merge.
-    """
-    from prefkit.data import PairRecord, write_jsonl
-
-    rng = np.random.default_rng(seed)
-    words = [f"w{i}" for i in range(1000)]
-
-    def text(low: int, high: int) -> str:
-        return " ".join(rng.choice(words, size=int(rng.integers(low, high))))
-
-    records = [PairRecord(text(10, 40), " " + text(10, 43), " " + text(10, 43)) for _ in range(pairs)]
-    path = directory / "pairs.jsonl"
-    write_jsonl(records, path)
-    return path
 
 
 def make_model(directory: Path, data: Path, seed: int) -> Path:
@@ -66,55 +56,22 @@ def make_model(directory: Path, data: Path, seed: int) -> Path:
     return build_tiny_checkpoint(directory / "model", texts, cfg, seed=seed)
 
 
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def run_trl(args: argparse.Namespace, precompute: bool) -> dict:
     import torch
     from datasets import Dataset
-    from torch.utils.data import SequentialSampler
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
-    class InOrderDPOTrainer(DPOTrainer):
-        """The same fixed data order as prefkit's ``train.shuffle=false`` run."""
-
-        def _get_train_sampler(self, *a, **k):
-            return SequentialSampler(self.train_dataset)
-
-    rows = [json.loads(line) for line in Path(args.data).read_text().splitlines()]
     tokenizer = AutoTokenizer.from_pretrained(args.model)
-    # TRL tokenizes without special tokens; prefkit starts every row with bos. Writing the bos into
-    # the prompt text gives TRL the same token sequences: [bos] + prompt + response + [eos].
-    dataset = Dataset.from_list([{"prompt": f"{tokenizer.bos_token} {r['prompt']}", "chosen": r["chosen"],
-                                  "rejected": r["rejected"]} for r in rows])
+    dataset = Dataset.from_list(trl_rows(read_rows(args.data), tokenizer.bos_token))
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
     ref_model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
-    config = DPOConfig(
-        output_dir=str(Path(args.workdir) / ("trl-pre" if precompute else "trl")),
-        per_device_train_batch_size=8,
-        max_length=128,
-        max_steps=args.steps,
-        learning_rate=5e-5,
-        lr_scheduler_type="constant",
-        beta=0.1,
-        bf16=False,
-        fp16=False,
-        gradient_checkpointing=False,
-        precompute_ref_log_probs=precompute,
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        seed=0,
-        max_grad_norm=1.0,
-        weight_decay=0.0,
-        dataloader_num_workers=0,
-        disable_tqdm=True,
-        use_cpu=True,
-    )
-    trainer = InOrderDPOTrainer(model=model, ref_model=ref_model, args=config, train_dataset=dataset,
-                                processing_class=tokenizer)
+    config = DPOConfig(**trl_config_kwargs(
+        Path(args.workdir) / ("trl-pre" if precompute else "trl"), steps=args.steps, batch_size=8,
+        max_length=128, lr=5e-5, beta=0.1, bf16=False, precompute=precompute, use_cpu=True,
+    ))
+    trainer = in_order_trainer(DPOTrainer)(model=model, ref_model=ref_model, args=config, train_dataset=dataset,
+                                           processing_class=tokenizer)
     start = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - start
@@ -127,12 +84,10 @@ def run_prefkit(args: argparse.Namespace) -> dict:
     from prefkit.config import RunConfig, load
     from prefkit.engine import train
 
-    cfg = load(RunConfig, None, [
-        "method=dpo", f"model={args.model}", f"data.path={args.data}", f"out={Path(args.workdir) / 'prefkit'}",
-        "train.batch_size=8", "train.max_length=128", f"train.steps={args.steps}", "train.lr=5e-5",
-        "loss.beta=0.1", "train.shuffle=false", "train.log_every=1", "train.precision=fp32",
-        "train.max_grad_norm=1.0", "seed=0",
-    ])
+    cfg = load(RunConfig, None, prefkit_overrides(
+        args.model, args.data, Path(args.workdir) / "prefkit", steps=args.steps, batch_size=8, max_length=128,
+        lr=5e-5, beta=0.1, precision="fp32",
+    ))
     result = train(cfg, progress=False)
     m = result.metrics
     losses = [h["loss"] for h in result.history]
