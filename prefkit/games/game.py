@@ -136,7 +136,7 @@ class PreferenceGame:
         return f"PreferenceGame({size}, beta={self.beta:g})"
 
     # ------------------------------------------------------------------ exact quantities
-    def _as_policy(self, pi: Any, name: str = "pi") -> np.ndarray:
+    def as_policy(self, pi: Any, name: str = "pi") -> np.ndarray:
         pi = np.array(pi, dtype=np.float64)
         expected = (self.n_games, self.n_actions) if self.batched else (self.n_actions,)
         if pi.shape != expected:
@@ -153,12 +153,12 @@ class PreferenceGame:
 
     def win_rate(self, pi: Any, opponent: Any) -> float | np.ndarray:
         """``P(pi beats opponent) = pi^T P opponent``."""
-        pi, opponent = self._as_policy(pi), self._as_policy(opponent, "opponent")
+        pi, opponent = self.as_policy(pi), self.as_policy(opponent, "opponent")
         return self._out(np.einsum("...i,...ij,...j->...", pi, self.P, opponent))
 
     def kl_to_ref(self, pi: Any) -> float | np.ndarray:
         """``KL(pi || ref)``."""
-        pi = self._as_policy(pi)
+        pi = self.as_policy(pi)
         terms = np.where(pi > 0, pi * (np.log(np.where(pi > 0, pi, 1.0)) - np.log(self.ref)), 0.0)
         return self._out(terms.sum(axis=-1))
 
@@ -175,7 +175,7 @@ class PreferenceGame:
         ``beta > 0``: the closed-form KL-regularised reply ``softmax(log ref + P pi / beta)``.
         ``beta = 0``: the pure strategy on ``argmax_i (P pi)_i`` (lowest index on ties).
         """
-        pi = self._as_policy(pi)
+        pi = self.as_policy(pi)
         P_pi = matvec(self.P, pi)
         if self.beta > 0:
             return np.exp(normalize_log(np.log(self.ref) + P_pi / self.beta))
@@ -191,7 +191,7 @@ class PreferenceGame:
         ``2 max_i (P pi)_i - 1`` (the best pure reply). Zero exactly at the Nash equilibrium;
         a float for one game, an array ``[G]`` for a batch.
         """
-        pi = self._as_policy(pi)
+        pi = self.as_policy(pi)
         P_pi = matvec(self.P, pi)
         if self.beta > 0:
             log_pi = np.log(np.where(pi > 0, pi, 1.0))

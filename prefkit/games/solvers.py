@@ -54,7 +54,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -66,8 +66,17 @@ from prefkit.games._arrays import (
     unregularized_gap,
 )
 
-if TYPE_CHECKING:
-    from prefkit.games.game import PreferenceGame
+
+class Game(Protocol):
+    """What a solver needs of a game (``prefkit.games.PreferenceGame`` is one); a protocol, so
+    this module does not import ``game`` (which calls into it)."""
+
+    P: np.ndarray
+    ref: np.ndarray
+    beta: float
+    batched: bool
+
+    def as_policy(self, pi: Any, name: str = "pi") -> np.ndarray: ...
 
 METHODS = ("omd", "online_ipo2", "nash_md", "nash_md_pg", "egpo", "mwu")
 SCHEDULES = ("constant", "decay")
@@ -247,7 +256,7 @@ def _step_sizes(beta: float, iters: int, eta: float | None, schedule: str) -> np
     return np.full(iters, eta)
 
 
-def solve(game: PreferenceGame, method: str, iters: int = 1000, eta: float | None = None, *,
+def solve(game: Game, method: str, iters: int = 1000, eta: float | None = None, *,
           schedule: str = "constant", samples: int | None = None, seed: int | None = 0,
           init: Any = None, mixture_eta: float | None = None,
           keep_iterates: bool = False) -> SolveResult:
@@ -288,7 +297,7 @@ def solve(game: PreferenceGame, method: str, iters: int = 1000, eta: float | Non
 
     P = game.P if game.batched else game.P[None]
     log_ref = np.log(game.ref if game.batched else game.ref[None])
-    start = game.ref if init is None else game._as_policy(init, "init")
+    start = game.ref if init is None else game.as_policy(init, "init")
     if start.min() <= 0.0:
         raise ValueError("init must have full support (multiplicative updates keep zeros at zero)")
     start = start if game.batched else start[None]

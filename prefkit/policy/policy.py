@@ -423,7 +423,7 @@ class Policy:
         prompt_ids = self.prompt_ids(prompts)
         if max_prompt_length is not None:
             keep_bos = self.tokenizer.bos_token_id is not None
-            prompt_ids = [_keep_end(ids, max_prompt_length, keep_bos) for ids in prompt_ids]
+            prompt_ids = [keep_end(ids, max_prompt_length, keep_bos) for ids in prompt_ids]
         longest = max((len(ids) for ids in prompt_ids), default=0)
         if longest + max_new_tokens > self.max_length:
             raise ValueError(
@@ -476,7 +476,7 @@ def build_tiny_checkpoint(
     return Policy.tiny(texts, tiny_cfg, seed=seed).save(directory)
 
 
-def _keep_end(ids: list[int], keep: int, keep_first: bool) -> list[int]:
+def keep_end(ids: list[int], keep: int, keep_first: bool) -> list[int]:
     if keep <= 0:
         raise ValueError(f"max_prompt_length must be positive, got {keep}")
     if len(ids) <= keep:

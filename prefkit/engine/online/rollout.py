@@ -20,7 +20,7 @@ import torch
 
 from prefkit.data.records import Text
 from prefkit.policy import Policy, Samples
-from prefkit.policy.policy import _keep_end
+from prefkit.policy.policy import keep_end
 
 
 @dataclass
@@ -142,7 +142,7 @@ class VLLMBackend:
         prompt_ids = self.policy.prompt_ids(prompts)
         if max_prompt_length is not None:
             keep_bos = self.policy.tokenizer.bos_token_id is not None
-            prompt_ids = [_keep_end(ids, max_prompt_length, keep_bos) for ids in prompt_ids]
+            prompt_ids = [keep_end(ids, max_prompt_length, keep_bos) for ids in prompt_ids]
         params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens, seed=seed)
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in prompt_ids], params, use_tqdm=False)
         eos = self.policy.eos_ids
