@@ -29,6 +29,7 @@ import os
 import random
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +104,9 @@ class StepShape:
     extragradient: bool = False
     """EGPO: the driver takes a half step, calls :meth:`refresh`, restores the parameters and
     the optimizer state, and applies the gradient of the refreshed loss."""
+    fixed_micro_batches: bool = True
+    """Every step has exactly ``train.grad_accum`` equal micro-batches on every rank (DeepSpeed,
+    which fixes its micro-batch size and accumulation at start, needs it)."""
 
     def micro_batches(self, step: int) -> list[MicroBatch]:
         raise NotImplementedError
@@ -210,15 +214,20 @@ def check_launch(accelerator: Any, cfg: RunConfig) -> None:
     if world > 1 and ":" in cfg.train.device:
         raise InputError(f"train.device={cfg.train.device!r} pins one device, but {world} processes were "
                          "launched: use train.device=auto (each rank takes its own device)", field="train.device")
-    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true") and kind != DistributedType.FSDP:
-        raise InputError("the accelerate config asks for FSDP, but accelerate runs FSDP only on GPUs and would "
-                         f"silently fall back to {kind.value}; use a DDP config on this machine",
-                         field="accelerate config")
+    for engine, wanted in (("FSDP", DistributedType.FSDP), ("DEEPSPEED", DistributedType.DEEPSPEED)):
+        if os.environ.get(f"ACCELERATE_USE_{engine}", "false").lower() in ("1", "true") and kind != wanted:
+            raise InputError(f"the accelerate config asks for {wanted.value}, but accelerate runs it only on GPUs "
+                             f"and would silently fall back to {kind.value}; use a DDP config on this machine",
+                             field="accelerate config")
     mixed = str(accelerator.mixed_precision)
     if mixed not in ("no", "None") and mixed != cfg.train.precision:
         raise InputError(f"the accelerate config asks for mixed_precision={mixed} but train.precision="
                          f"{cfg.train.precision}; set train.precision={mixed} (or drop it from the accelerate "
                          "config)", field="train.precision")
+    if kind in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        warnings.warn(f"{kind.value}: prefkit's sharded path (accelerate's {kind.value} engine, sharded "
+                      "checkpoints through accelerate's save_state) has not been run on GPUs yet; the DDP path is "
+                      "the tested one (docs/scaling.md)", stacklevel=2)
     if kind == DistributedType.DEEPSPEED and cfg.train.max_grad_norm is None:
         raise InputError("DeepSpeed clips inside its engine: set train.max_grad_norm (DeepSpeed's "
                          "gradient_clipping) instead of null", field="train.max_grad_norm")
@@ -267,6 +276,8 @@ class RunSession:
         self.is_main = bool(accelerator.is_main_process)
         self.device = self._device()
         self.trackers: Trackers | None = None
+        self.state_dict: dict[str, torch.Tensor] | None = None
+        """After ``fit`` under FSDP/DeepSpeed: the full (gathered) weights, on the main process."""
         self.closed = False
 
     # -- opening ---------------------------------------------------------------------------------
@@ -387,6 +398,15 @@ class RunSession:
     def distributed_type(self) -> str:
         return str(self.accelerator.distributed_type.value)
 
+    @property
+    def sharded(self) -> bool:
+        """FSDP or DeepSpeed: weights, gradients or optimizer state live in shards."""
+        return self.distributed_type in ("FSDP", "DEEPSPEED")
+
+    @property
+    def deepspeed(self) -> bool:
+        return self.distributed_type == "DEEPSPEED"
+
     def require_batch(self, global_size: int, key: str, *, micro: int = 1) -> int:
         """This rank's share of a global batch of ``global_size``; refuses sizes that do not split."""
         if global_size % (self.world * micro):
@@ -410,12 +430,17 @@ class RunSession:
         optimizer = build_optimizer(model.named_parameters(), train, lr_scale)
         state = ckpt.TrainState()
         last_metrics: dict[str, Any] = {}
-        if self.checkpoint is not None:
+        if self.checkpoint is not None and not self.sharded:
             self.checkpoint.load_weights(model)
             self.checkpoint.load_optimizer(optimizer)
+        if self.checkpoint is not None:
             state = self.checkpoint.state
             last_metrics = dict(self.checkpoint.meta.get("last_metrics") or {})
+        if self.deepspeed:
+            self._configure_deepspeed(shape)
         wrapped, optimizer = self.accelerator.prepare(model, optimizer, device_placement=[False, False])
+        if self.checkpoint is not None and self.sharded:
+            self.accelerator.load_state(str(self.checkpoint.path / "accelerate"))
         if self.checkpoint is not None:
             shape_state = self.checkpoint.restore_rank(self.rank)
             if shape_state is not None:
@@ -471,7 +496,22 @@ class RunSession:
         finally:
             if logger is not None:
                 logger.close()
+        self.state_dict = self.accelerator.get_state_dict(wrapped) if self.sharded else None
         return FitResult(state, history, last_metrics, self.config_changes)
+
+    def _configure_deepspeed(self, shape: StepShape) -> None:
+        """DeepSpeed fixes the micro-batch size, the accumulation and the clipping at start."""
+        train = self.cfg.train
+        if not shape.fixed_micro_batches:
+            raise InputError(f"{shape.label} builds a varying number of rows per step (online sampling), which "
+                             "DeepSpeed's fixed micro-batching cannot take: use DDP or FSDP for online methods",
+                             field="accelerate config")
+        config = self.accelerator.state.deepspeed_plugin.deepspeed_config
+        config["train_batch_size"] = train.batch_size
+        config["train_micro_batch_size_per_gpu"] = train.batch_size // (self.world * train.grad_accum)
+        config["gradient_accumulation_steps"] = train.grad_accum
+        config["gradient_clipping"] = train.max_grad_norm
+        self.accelerator.gradient_accumulation_steps = train.grad_accum
 
     def gradients(self, shape: StepShape, model: nn.Module, optimizer: Any,
                   step: int) -> tuple[float, dict[str, float], int, float]:
@@ -492,10 +532,16 @@ class RunSession:
         loss_sum, tokens = 0.0, 0
         if units > 0:
             scale = self.world / units
+            if self.deepspeed:
+                scale *= self.cfg.train.grad_accum  # DeepSpeed divides by its accumulation steps itself
             jobs: list[MicroBatch | None] = list(micro) or [None]
             for i, job in enumerate(jobs):
                 sync = i == len(jobs) - 1
-                with contextlib.nullcontext() if sync else self.accelerator.no_sync(model):
+                if self.deepspeed:
+                    context = self.accelerator.accumulate(model)  # DeepSpeed steps at the boundary
+                else:
+                    context = contextlib.nullcontext() if sync else self.accelerator.no_sync(model)
+                with context:
                     with self.autocast():
                         out = shape.loss(model, job) if job is not None else shape.empty_loss(model)
                     self.accelerator.backward(out.loss.float() * scale)
@@ -570,7 +616,7 @@ class RunSession:
     def _save(self, model: nn.Module, optimizer: Any, shape: StepShape, state: ckpt.TrainState,
               config: dict[str, Any], last_metrics: dict[str, Any]) -> None:
         """An atomic checkpoint of this step, after checking the parameters are finite."""
-        finite = torch.tensor([float(all_finite(model))])
+        finite = torch.tensor([float(self.deepspeed or all_finite(model))])  # DeepSpeed: by its grad norm
         if float(self.all_sum(finite)[0]) < self.world:
             raise NonFiniteLossError(f"step {state.step}: the parameters are no longer finite (the update "
                                      "diverged); no checkpoint written for this step. " + self._kept_message())
@@ -584,11 +630,14 @@ class RunSession:
                 staging.mkdir()
             self.barrier()
             ckpt.write_rank_state(staging, self.rank, shape.state_dict())
+            if self.sharded:
+                self.accelerator.save_state(str(staging / "accelerate"))
             self.barrier()
             if self.is_main:
                 ckpt.write_main_state(
-                    staging, weights=self.accelerator.unwrap_model(model).state_dict(),
-                    optimizer=optimizer.state_dict(), state=state, config=config, world_size=self.world,
+                    staging, weights=None if self.sharded else self.accelerator.unwrap_model(model).state_dict(),
+                    optimizer=None if self.sharded else optimizer.state_dict(), state=state, config=config,
+                    world_size=self.world,
                     extra={"last_metrics": {k: plain(v) for k, v in last_metrics.items()},
                            "config_changes": self.config_changes},
                 )
@@ -630,8 +679,9 @@ class RunSession:
 
 
 def all_finite(model: nn.Module) -> bool:
-    """Whether every parameter is finite (one fused norm per dtype group)."""
-    params = [p.detach() for p in model.parameters() if p.is_floating_point()]
+    """Whether every parameter (this rank's shard, under FSDP) is finite (fused norms)."""
+    params = [getattr(p, "to_local", lambda p=p: p)().detach() for p in model.parameters() if p.is_floating_point()]
+    params = [p for p in params if p.numel()]
     if not params:
         return True
     norms = torch._foreach_norm(params)

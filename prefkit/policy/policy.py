@@ -163,15 +163,20 @@ class Policy:
         check_fast_path(policy.model)
         return policy
 
-    def save(self, directory: str | os.PathLike[str]) -> Path:
+    def save(self, directory: str | os.PathLike[str], *, state_dict: dict[str, torch.Tensor] | None = None) -> Path:
         """Write safetensors weights, config and tokenizer into ``directory``, atomically.
 
         Everything is written into a temporary sibling directory first, which then replaces
         ``directory`` by rename, so a crash never leaves a half-written checkpoint.
+        ``state_dict``: the weights to write instead of the model's own (the gathered full
+        weights of a sharded FSDP/DeepSpeed run).
         """
         target = Path(directory)
         with atomic_directory(target) as staging, _quiet_progress_bars():
-            self.model.save_pretrained(staging)
+            if state_dict is None:
+                self.model.save_pretrained(staging)
+            else:
+                self.model.save_pretrained(staging, state_dict=state_dict)
             self.tokenizer.save_pretrained(staging)
         return target
 

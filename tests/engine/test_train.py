@@ -209,3 +209,14 @@ def test_trains_from_a_saved_hugging_face_directory_on_conversational_data(tmp_p
     assert result.history[0]["loss"] == pytest.approx(0.693147, abs=1e-5)
     assert result.history[-1]["rewards/margins"] > 0
     assert not (tmp_path / "run" / "reference").exists()  # loadable from model_dir instead
+
+
+def test_text_that_tokenizes_to_nothing_is_an_error_naming_the_row(tmp_path):
+    pairs = make_pairs(4)
+    cfg = tiny_config(tmp_path)
+    policy = _policy(cfg, TrainData(pairs=pairs))
+    unknown = "zzzz"  # not in the fitted vocabulary: one <unk> token, not nothing
+    policy.tokenizer.backend_tokenizer.normalizer = __import__("tokenizers").normalizers.Replace(unknown, "")
+    pairs[2] = dataclasses.replace(pairs[2], chosen=unknown)
+    with pytest.raises(InputError, match=r"mem\.jsonl:3 \[chosen\]: the text tokenizes to no tokens"):
+        train(cfg, data=TrainData(pairs=pairs), policy=policy, progress=False)

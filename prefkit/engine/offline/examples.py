@@ -152,12 +152,31 @@ def _check_length(
     return True
 
 
+def check_not_empty(policy: Policy, texts: Sequence, ids: Sequence[Sequence[int]],
+                    sources: Sequence[tuple[str, int] | None], field: str, *, response: bool) -> None:
+    """Non-empty text that the tokenizer turns into no tokens at all (a tokenizer that does not
+    belong to the model, e.g. one that maps every word to nothing) is an error, not a silent
+    ``[bos]``/``[eos]``-only row."""
+    special = 1 if response else int(policy.tokenizer.bos_token_id is not None)
+    render = policy.render_response if response else policy.render_prompt
+    for text, row, source in zip(texts, ids, sources):
+        if len(row) <= special and render(text).strip():
+            file, line = source if source else (None, None)
+            raise InputError(f"the text tokenizes to no tokens with this model's tokenizer "
+                             f"({type(policy.tokenizer).__name__}); is it the tokenizer the model was trained "
+                             "with?", file=file, line=line, field=field)
+
+
 def tokenize_pairs(policy: Policy, records: Sequence[PairRecord], cfg: TrainConfig) -> PairExamples:
     if not records:
         raise InputError("no training pairs: the data is empty")
     prompt_ids = policy.prompt_ids([r.prompt for r in records])
     chosen = policy.response_ids([r.chosen for r in records])
     rejected = policy.response_ids([r.rejected for r in records])
+    sources = [r.source for r in records]
+    check_not_empty(policy, [r.prompt for r in records], prompt_ids, sources, "prompt", response=False)
+    check_not_empty(policy, [r.chosen for r in records], chosen, sources, "chosen", response=True)
+    check_not_empty(policy, [r.rejected for r in records], rejected, sources, "rejected", response=True)
     truncated = 0
     for r, p, c, j in zip(records, prompt_ids, chosen, rejected):
         too_long_c = _check_length(len(p), len(c), cfg, r.source, "chosen")
@@ -179,6 +198,10 @@ def tokenize_lists(policy: Policy, records: Sequence[ListRecord], cfg: TrainConf
     k = max(len(r.responses) for r in records)
     prompt_ids = policy.prompt_ids([r.prompt for r in records])
     flat = policy.response_ids([resp for r in records for resp in r.responses])
+    check_not_empty(policy, [r.prompt for r in records], prompt_ids, [r.source for r in records], "prompt",
+                    response=False)
+    check_not_empty(policy, [resp for r in records for resp in r.responses], flat,
+                    [r.source for r in records for _ in r.responses], "responses", response=True)
     response_ids, start, truncated = [], 0, 0
     scores = torch.zeros(len(records), k)
     mask = torch.zeros(len(records), k, dtype=torch.bool)
@@ -201,6 +224,8 @@ def tokenize_sequences(
     prompt_ids = policy.prompt_ids(list(prompts))
     response_ids = policy.response_ids(list(responses))
     sources = sources or [None] * len(prompts)
+    check_not_empty(policy, list(prompts), prompt_ids, sources, "prompt", response=False)
+    check_not_empty(policy, list(responses), response_ids, sources, "response", response=True)
     truncated = sum(
         _check_length(len(p), len(r), cfg, s, "response")
         for p, r, s in zip(prompt_ids, response_ids, sources)

@@ -81,7 +81,7 @@ def run_offline(session: RunSession, method: Method, *, data: TrainData | None, 
     fit = session.fit(shape, policy.model, label=method.name, evaluate=world_eval, progress=progress)
 
     def save() -> None:
-        policy.save(session.out / "policy")
+        policy.save(session.out / "policy", state_dict=session.state_dict)
         if reference is not None and not cfg.ref_model and (cfg.model == "tiny" or reference_given):
             reference.save(session.out / "reference")  # not loadable from a path otherwise (prefkit eval)
 

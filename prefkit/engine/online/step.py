@@ -62,6 +62,7 @@ class OnlineShape(StepShape):
         self.prompts = list(prompts)
         self.per_batch = session.require_batch(cfg.online.prompts_per_step, "online.prompts_per_step")
         self.extragradient = ctx.recipe.extragradient
+        self.fixed_micro_batches = False
         self.steps = cfg.train.steps
         self.rounds = ctx.recipe.iterations or self.steps
         if self.rounds > self.steps:

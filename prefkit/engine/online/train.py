@@ -202,7 +202,7 @@ def run_online(
     shape, policy, reference = setup.shape, setup.policy, setup.reference
     world_eval = (lambda step: evaluate(policy, reference, step)) if evaluate is not None else None
     fit = session.fit(shape, policy.model, label=method.name, evaluate=world_eval, progress=progress)
-    session.on_main(lambda: policy.save(session.out / "policy"))
+    session.on_main(lambda: policy.save(session.out / "policy", state_dict=session.state_dict))
     counters = fit.last_metrics
     summary = session.finish({
         "method": method.name,
@@ -267,7 +267,7 @@ def _best_of_n(session: RunSession, method: Method, setup: OnlineSetup) -> Train
         from prefkit.config import save_yaml
 
         save_yaml(cfg, session.out / "config.yaml")
-        policy.save(session.out / "policy")
+        policy.save(session.out / "policy", state_dict=session.state_dict)
         rule = {"method": method.name, "n": n, "judge": judge.name,
                 "reward": "reward model" if judge.uses_reward_model() else "win-rate within the n samples",
                 "kl_bound": best_of_n_kl(n)}
