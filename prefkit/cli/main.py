@@ -42,10 +42,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from prefkit.config import ConfigError
     from prefkit.errors import InputError, NonFiniteLossError
+    from prefkit.llm.base import LLMError
 
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, InputError, NonFiniteLossError, ValueError) as err:
+    except (ConfigError, InputError, NonFiniteLossError, LLMError, ValueError) as err:
         if os.environ.get("PREFKIT_DEBUG"):
             raise
         if getattr(args, "json", False):

@@ -60,7 +60,7 @@ def test_batched_answers_equal_one_at_a_time(judge_dir):
 
 
 def test_the_label_probability_is_the_softmax_of_the_two_label_logits(judge):
-    text = judge._judge_text(PROMPTS[0], FIRST[0], SECOND[0])
+    text = judge.backend.render(judge.messages(PROMPTS[0], FIRST[0], SECOND[0]))
     ids = torch.tensor([judge.policy.prompt_ids([text])[0]])
     with torch.no_grad():
         log_probs = torch.log_softmax(judge.policy.model(input_ids=ids).logits[0, -1].float(), dim=-1)
