@@ -34,6 +34,7 @@ from prefkit.losses.online import (
     sppo,
     superhf,
 )
+from prefkit.losses.ordinal import ordinal, ordinal_probabilities
 from prefkit.losses.pairwise import (
     aot,
     aot_unpaired,
@@ -90,6 +91,8 @@ __all__ = [
     "nash_md_pg",
     "nca_pair",
     "online_ipo",
+    "ordinal",
+    "ordinal_probabilities",
     "orpo",
     "p3o",
     "preference_strength",
