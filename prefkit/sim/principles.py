@@ -13,15 +13,17 @@ Planted rules (:data:`PLANTED_RULES`):
 - ``subject`` — "prefers answers that mention the prompt's subject word" (e.g. ``reefs`` for
   "describe reefs briefly"). The base generator never writes prompt words, so the pairs of this
   pool get the subject word with probability ``subject_rate`` per response, in place of a random
-  body word (the length is unchanged, so ``subject`` and ``longer`` are independent);
+  body word that is not on topic (the length is unchanged, so ``subject`` and ``longer`` are
+  independent; replacing a mostly low-value word keeps the utility change small);
 - ``opener`` — "prefers answers that open with a greeting word" (any style's opener).
 
 Why the shares are recoverable: on the pairs where rule ``i`` decides, its votes agree with it
 always and the other votes agree half the time when they are independent of the rule, so
 ``(for - against) / (for + against) = share_i`` — ICAI's net support among relevant pairs. Length
 is nearly independent of P* in the built-in worlds; the subject word costs a little utility (a
-word of class ``other`` replaces a body word), so P*'s votes lean slightly against it and its
-measured support is a little below its share (benchmarks/RESULTS.md has the numbers).
+word of class ``other``, value -1, replaces a word worth -0.73 on average), so P*'s votes lean
+slightly against it and its measured support is a little below its share
+(benchmarks/RESULTS.md has the numbers).
 """
 
 from __future__ import annotations
@@ -113,10 +115,14 @@ def with_subject(world, prompts: Sequence[str], responses: Sequence[str], rng: n
     out = []
     for prompt, response in zip(prompts, responses):
         subject = _subject(prompt)
+        topic, _ = world.prompt_info(prompt)
+        on_topic = set(lx.TOPICS[topic].words) if topic >= 0 else set()
         words = response.split()
         body_start = len(words) - len(text.body_words(response))
         if subject is not None and len(words) > body_start and rng.random() < rate:
-            words[int(rng.integers(body_start, len(words)))] = subject
+            slots = [k for k in range(body_start, len(words)) if words[k] not in on_topic] or \
+                list(range(body_start, len(words)))
+            words[slots[int(rng.integers(len(slots)))]] = subject
         out.append(" ".join(words))
     return out
 
