@@ -65,7 +65,7 @@ def parse_labels(text: str) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
-def read_template(path: str | Path) -> str:
+def read_template(path: str | Path, *, extra: tuple[str, ...] = ()) -> str:
     """A judge template from a UTF-8 text file, checked for its fields."""
     from prefkit.errors import InputError
 
@@ -73,16 +73,18 @@ def read_template(path: str | Path) -> str:
         template = Path(path).read_text(encoding="utf-8")
     except OSError as err:
         raise InputError(f"cannot read the judge template: {err.strerror or err}", file=str(path)) from None
-    check_template(template, where=str(path))
+    check_template(template, where=str(path), extra=extra)
     return template
 
 
-def check_template(template: str, *, where: str = "the judge template") -> None:
-    for key in TEMPLATE_FIELDS:
+def check_template(template: str, *, where: str = "the judge template", extra: tuple[str, ...] = ()) -> None:
+    """``template`` has ``{prompt}``, ``{first}``, ``{second}`` (and each ``{name}`` of ``extra``)
+    and formats with exactly those fields and the two labels."""
+    for key in (*TEMPLATE_FIELDS, *(f"{{{e}}}" for e in extra)):
         if key not in template:
             raise ValueError(f"{where} must contain {key}")
     try:
-        template.format(prompt="", first="", second="", first_label="A", second_label="B")
+        template.format(prompt="", first="", second="", first_label="A", second_label="B", **dict.fromkeys(extra, ""))
     except (KeyError, IndexError, ValueError) as err:
         raise ValueError(f"{where} is not a valid str.format template ({err!r}); write literal braces as "
                          "{{ and }}") from None
@@ -102,9 +104,12 @@ class LLMJudge:
 
     kind = "llm"
 
+    template_fields: tuple[str, ...] = ()
+    """Fields a subclass's template has beyond the standard ones (a rubric judge's ``{rubric}``)."""
+
     def __init__(self, backend: Any, *, template: str = DEFAULT_TEMPLATE, labels: tuple[str, str] | None = None,
                  batch_size: int = 8, name: str | None = None) -> None:
-        check_template(template)
+        check_template(template, extra=self.template_fields)
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if not isinstance(backend, Backend):
@@ -250,7 +255,7 @@ def language_judge(spec: str, *, labels: str | None = None, template: str | None
     if labels is not None:
         kwargs["labels"] = parse_labels(labels)
     if template is not None:
-        kwargs["template"] = read_template(template)
+        kwargs["template"] = read_template(template, extra=("rubric",) if spec.startswith("rubric:") else ())
     if spec.startswith("rubric:"):
         from prefkit.preference.rubrics import RubricJudge
 
