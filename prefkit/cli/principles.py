@@ -32,6 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="LLM judge for the reconstruction accuracy (default: --llm when the voter is llm)")
     p.add_argument("--per-pair", type=int, default=3, help="principles proposed per pair (ICAI: 3)")
     p.add_argument("--clusters", type=int, default=40, help="KMeans clusters of the proposals (ICAI synthetic: 40)")
+    p.add_argument("--per-cluster", type=int, default=1, help="principles tested per cluster (ICAI: 1)")
+    p.add_argument("--word-markers", type=int, default=0, metavar="N",
+                   help="rules proposer: also propose up to N 'uses/avoids the word W' principles per pair "
+                        "(default 0; many distinct words crowd the clustering, docs/principles.md)")
     p.add_argument("--max-principles", type=int, default=5, help="constitution size (ICAI synthetic: 5)")
     p.add_argument("--min-relevance", type=float, default=0.1,
                    help="a principle needs votes for on at least this fraction of pairs (ICAI: 0.1)")
@@ -52,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from prefkit.preference import icai
     from prefkit.preference.encoder import SentenceEncoder
 
-    for name in ("per_pair", "clusters", "max_principles"):
+    for name in ("per_pair", "clusters", "per_cluster", "max_principles"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
     proposer_kind = args.proposer or ("llm" if args.llm else "rules")
@@ -61,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("an llm proposer or voter needs --llm SPEC (hf:DIR, openai:MODEL; docs/llm.md)")
     if proposer_kind == "llm" and voter_kind == "rules":
         raise ValueError("the rule voter can only test rule principles; an llm proposer needs --voter llm")
+    if args.word_markers and proposer_kind != "rules":
+        raise ValueError("--word-markers applies to the rules proposer")
+    if args.word_markers < 0:
+        raise ValueError("--word-markers must be >= 0")
     records, _ = read_pairs(args.data)
     if args.sample is not None:
         if args.sample < 1:
@@ -70,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     test = read_pairs(args.test_data)[0] if args.test_data else None
     backend = _backend(args.llm) if args.llm else None
     proposer: Any = (icai.LLMProposer(backend, per_pair=args.per_pair, seed=args.seed) if proposer_kind == "llm"
-                     else icai.RuleProposer(per_pair=args.per_pair, seed=args.seed))
+                     else icai.RuleProposer(per_pair=args.per_pair, words_per_pair=args.word_markers, seed=args.seed))
     voter: Any = icai.LLMVoter(backend, seed=args.seed) if voter_kind == "llm" else icai.RuleVoter()
     judge = None
     judge_spec = args.judge or (args.llm if voter_kind == "llm" else None)
@@ -80,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         judge = LLMJudge(backend) if judge_spec == args.llm and backend is not None else LLMJudge(_backend(judge_spec))
     encoder = SentenceEncoder.load(args.encoder)
     result = icai.extract(records, proposer=proposer, voter=voter, embed=encoder.encode, clusters=args.clusters,
-                          max_principles=args.max_principles, min_relevance=args.min_relevance, seed=args.seed,
+                          per_cluster=args.per_cluster, max_principles=args.max_principles, min_relevance=args.min_relevance, seed=args.seed,
                           judge=judge, test_pairs=test)
     payload = {"data": args.data, **result.to_json()}
     if backend is not None:

@@ -6,8 +6,10 @@ A backend is named by a spec string:
 - ``openai:MODEL``: model ``MODEL`` of an OpenAI-compatible endpoint; ``openai`` alone takes the
   model from the configuration or ``PREFKIT_LLM_MODEL``.
 
-Settings come from (later wins) the dataclass defaults, environment variables, a YAML file
-(``prefkit.config.load(LLMConfig, path, overrides)``) and ``key=value`` overrides:
+Settings: ``LLMConfig.from_env(**overrides)`` takes the dataclass defaults, then the environment
+variables below, then the overrides (what the commands use); ``prefkit.config.load(LLMConfig,
+path, ["key=value"])`` reads a YAML file and dotted overrides instead (strictly checked, without
+the environment):
 
 =============================  ================================  =========================
 field                          environment variable              default

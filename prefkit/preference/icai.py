@@ -10,9 +10,9 @@ annotator prompted with it reconstructs the labels. The steps, with ICAI's defau
    word marker) or :class:`LLMProposer` (any ``prefkit.llm`` backend);
 2. **cluster** the distinct proposals: sentence embeddings (all-MiniLM-L6-v2 by default,
    ``prefkit.preference.encoder``) and scikit-learn's KMeans with ``clusters`` clusters
-   (ICAI: 3, synthetic configs 40); one principle per cluster is kept — the most frequently
-   proposed (ICAI samples one at random; the most frequent is deterministic and the more
-   representative, a documented deviation);
+   (ICAI: 3, synthetic configs 40); one principle per cluster is kept (``per_cluster``) — the
+   most frequently proposed (ICAI samples one at random; the most frequent is deterministic and
+   the more representative, a documented deviation);
 3. **vote**: every kept principle is tested on every pair, *for* (it prefers the chosen
    response), *against*, *abstain* (not relevant) or *invalid* (an unusable LLM answer,
    counted, never read as a vote): :class:`RuleVoter` or :class:`LLMVoter` (ICAI's
@@ -66,11 +66,14 @@ class NoPrinciplesError(ValueError):
 
 class RuleProposer:
     """Rule principles that favour the chosen response of a pair, at most ``per_pair`` (drawn at
-    random when more apply), one of them possibly a word marker ("uses/avoids the word W")."""
+    random when more apply), of which up to ``words_per_pair`` word markers ("uses/avoids the word
+    W"; off by default: hundreds of distinct word markers crowd the clustering, so that opposite
+    catalogue principles such as "longer" and "shorter", whose embeddings are close, share a
+    cluster and only one of them is tested — benchmarks/RESULTS.md measures it)."""
 
     name = "rules"
 
-    def __init__(self, *, per_pair: int = 3, words_per_pair: int = 1, seed: int = 0) -> None:
+    def __init__(self, *, per_pair: int = 3, words_per_pair: int = 0, seed: int = 0) -> None:
         if per_pair < 1 or words_per_pair < 0:
             raise ValueError("per_pair must be >= 1 and words_per_pair >= 0")
         self.per_pair, self.words_per_pair = per_pair, words_per_pair
@@ -148,9 +151,10 @@ class LLMProposer:
 
 
 def cluster_principles(proposals: Sequence[Sequence[Principle]], *, clusters: int, embed: Callable[[list[str]], np.ndarray],
-                       seed: int = 0) -> tuple[list[Principle], dict[str, Any]]:
-    """One principle per KMeans cluster of the distinct proposals (the most frequently proposed;
-    ties broken by closeness to the centroid). Returns the principles and a summary."""
+                       seed: int = 0, per_cluster: int = 1) -> tuple[list[Principle], dict[str, Any]]:
+    """``per_cluster`` principles per KMeans cluster of the distinct proposals (the most frequently
+    proposed; ties broken by closeness to the centroid; ICAI keeps one). Returns the principles
+    and a summary."""
     from sklearn.cluster import KMeans
 
     counts: Counter[str] = Counter(p.text for row in proposals for p in row)
@@ -173,11 +177,12 @@ def cluster_principles(proposals: Sequence[Sequence[Principle]], *, clusters: in
     for c in range(k):
         idx = np.flatnonzero(labels == c)
         distance = np.linalg.norm(vectors[idx] - centers[c], axis=1)
-        best = min(idx, key=lambda i: (-counts[texts[i]], float(distance[list(idx).index(i)]), texts[i]))
-        kept.append(by_text[texts[best]])
+        where = {int(i): k for k, i in enumerate(idx)}
+        ordered = sorted(idx, key=lambda i: (-counts[texts[i]], float(distance[where[int(i)]]), texts[i]))
+        kept += [by_text[texts[i]] for i in ordered[:per_cluster]]
         members.append(len(idx))
     return kept, {"distinct_proposals": len(texts), "proposals": int(sum(counts.values())), "clusters": k,
-                  "cluster_sizes": members}
+                  "per_cluster": per_cluster, "cluster_sizes": members}
 
 
 # -- voting ---------------------------------------------------------------------------------------
@@ -370,16 +375,17 @@ def orient(pairs: Sequence[PairRecord]) -> list[PairRecord]:
 
 
 def extract(pairs: Sequence[PairRecord], *, proposer: Any, voter: Any, embed: Callable[[list[str]], np.ndarray],
-            clusters: int = 40, max_principles: int = 5, min_relevance: float = 0.1, seed: int = 0,
-            judge: LLMJudge | None = None, test_pairs: Sequence[PairRecord] | None = None) -> Constitution:
+            clusters: int = 40, per_cluster: int = 1, max_principles: int = 5, min_relevance: float = 0.1,
+            seed: int = 0, judge: LLMJudge | None = None,
+            test_pairs: Sequence[PairRecord] | None = None) -> Constitution:
     """Run ICAI on ``pairs`` (see the module doc). ``judge``: an LLM judge for the reconstruction
     accuracy (prompted with and without the constitution); without it, the rule reconstruction.
     ``test_pairs``: held-out pairs on which the constitution is also measured."""
     oriented = orient(pairs)
     if not oriented:
         raise ValueError("no decided pairs (every pair is a tie); principles explain preferences")
-    if clusters < 1 or max_principles < 1 or not 0.0 <= min_relevance <= 1.0:
-        raise ValueError("need clusters >= 1, max_principles >= 1 and min_relevance in [0, 1]")
+    if clusters < 1 or per_cluster < 1 or max_principles < 1 or not 0.0 <= min_relevance <= 1.0:
+        raise ValueError("need clusters >= 1, per_cluster >= 1, max_principles >= 1 and min_relevance in [0, 1]")
     proposals = proposer.propose(oriented)
     proposed = sum(len(row) for row in proposals)
     if not proposed:
@@ -387,7 +393,8 @@ def extract(pairs: Sequence[PairRecord], *, proposer: Any, voter: Any, embed: Ca
             f"the {proposer.name} proposer returned no principle for any of the {len(oriented)} pairs"
             + (f" ({proposer.unparsed} answers could not be parsed as principles)" if getattr(proposer, "unparsed", 0)
                else "") + "; nothing written (check the proposer's answers; with the request cache a rerun is cheap)")
-    candidates, clustering = cluster_principles(proposals, clusters=clusters, embed=embed, seed=seed)
+    candidates, clustering = cluster_principles(proposals, clusters=clusters, embed=embed, seed=seed,
+                                                per_cluster=per_cluster)
     votes = voter.votes(candidates, oriented)
     scored = tally(candidates, votes)
     kept = filter_and_rank(scored, min_relevance=min_relevance, max_principles=max_principles)

@@ -104,3 +104,10 @@ def test_saved_ordinal_models_load_and_evaluate_like_any_preference_model(tmp_pa
     data = write_jsonl([PairRecord("what is the sky", "the sky is blue", "the sky is green")], tmp_path / "p.jsonl")
     assert main(["rm", "eval", "--model", str(saved), "--data", str(data), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["kind"] == "ordinal"
+
+
+def test_rm_kind_ordinal_is_refused_until_the_engine_trains_it():
+    from prefkit.config import ConfigError, RunConfig, load
+
+    with pytest.raises(ConfigError, match=r"rm\.kind"):
+        load(RunConfig, None, ["rm.kind=ordinal"])
