@@ -12,9 +12,11 @@ from prefkit.llm.base import Backend, ChatResult
 class ScriptedBackend(Backend):
     supports_logprobs = False
 
-    def __init__(self, answer: Callable[[str], str], *, name: str = "scripted") -> None:
+    def __init__(self, answer: Callable[[str], str], *, name: str = "scripted",
+                 logprobs: Callable[[str, list[str]], list[float]] | None = None) -> None:
         super().__init__()
-        self.answer, self.name = answer, name
+        self.answer, self.name, self.logprobs = answer, name, logprobs
+        self.supports_logprobs = logprobs is not None
         self.identity = {"backend": "scripted", "name": name}
         self.prompts: list[str] = []
 
@@ -27,6 +29,11 @@ class ScriptedBackend(Backend):
             self._account(result)
             out.append(result)
         return out
+
+    def _choice_logprobs(self, prompts, choices):
+        import numpy as np
+
+        return np.array([self.logprobs(p[-1]["content"], list(choices)) for p in prompts], dtype=float)
 
 
 def field(content: str, label: str) -> str:

@@ -94,7 +94,7 @@ def test_icai_recovers_the_planted_principles(planted, encoder):
     assert result.principles[1].support == pytest.approx(0.3, abs=0.07)
     rec = result.summary["reconstruction"]
     assert rec["with_constitution"] > 0.6 and rec["test_with_constitution"] > 0.6
-    assert result.summary["invalid_votes"] == 0 and len(result.principles) == 5
+    assert result.summary["invalid_votes"] == 0 and 2 <= len(result.principles) <= 5
 
 
 def test_on_labels_from_the_truth_alone_length_is_not_a_principle(encoder):
