@@ -166,3 +166,10 @@ def test_critiques_read_and_an_empty_critique_is_an_error(jsonl, capsys):
     assert "is empty" in info.value.errors[0].reason
     assert main(["validate", "--data", str(path)]) == 1
     assert "critique" in capsys.readouterr().out
+
+
+def test_the_cli_lists_the_library_rules():
+    from prefkit.cli import data as data_cli
+    from prefkit.data import binarize as binarize_module
+
+    assert data_cli.RULES == binarize_module.RULES
