@@ -31,13 +31,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prefkit.data._fields import canonical
 from prefkit.data.records import PairRecord, Text
 from prefkit.errors import InputError
 from prefkit.llm.base import ChatRequest, Messages
 from prefkit.preference.llm_judge import LLMJudge, as_text
 
 FORMAT, VERSION = "prefkit.rubrics", 1
+
+
+def prompt_key(prompt: Text) -> str:
+    """What rubrics are looked up by: the prompt with its whitespace normalised."""
+    return " ".join(as_text(prompt).split())
 
 GENERATE_PROMPT = (
     "Write a grading rubric for answers to the instruction below, by contrasting a preferred answer "
@@ -117,7 +121,7 @@ class RubricJudge(LLMJudge):
             raise ValueError("a rubric judge needs rubrics, a general rubric, or both")
 
     def rubric_for(self, prompt: Text) -> Rubric:
-        rubric = self.rubrics.get(canonical(prompt), self.general)
+        rubric = self.rubrics.get(prompt_key(prompt), self.general)
         if rubric is None:
             raise ValueError(f"no rubric for the prompt {as_text(prompt)[:80]!r} and no general rubric; write "
                              "rubrics for these prompts (`prefkit rubrics`) or give a general one")
@@ -162,7 +166,7 @@ def read_rubric_file(path: str | Path) -> dict[str, Any]:
         for i, row in enumerate(raw.get("rubrics") or []):
             if not isinstance(row, dict) or "prompt" not in row:
                 raise ValueError(f"rubrics[{i}] needs a prompt")
-            rubrics[canonical(row["prompt"])] = Rubric.from_json(row, f"rubrics[{i}]")
+            rubrics[prompt_key(row["prompt"])] = Rubric.from_json(row, f"rubrics[{i}]")
         general = Rubric.from_json(raw["general"], "general") if raw.get("general") else None
     except ValueError as err:
         raise InputError(str(err), file=str(path)) from None
@@ -228,7 +232,7 @@ def generate_rubrics(pairs: Sequence[PairRecord], backend: Any, *, judge: LLMJud
                 still.append(i)
                 continue
             pair = decided[i]
-            check = RubricJudge(base.backend, {canonical(pair.prompt): rubric}, labels=base.labels)
+            check = RubricJudge(base.backend, {prompt_key(pair.prompt): rubric}, labels=base.labels)
             if float(check.prob([pair.prompt], [pair.chosen], [pair.rejected])[0]) > 0.5:
                 kept.append((pair.prompt, rubric))
             else:
