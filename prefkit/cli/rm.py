@@ -46,7 +46,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="A pair is right when P(chosen beats rejected) > 1/2; ties (label 0.5) are reported apart.",
     )
     e.add_argument("--model", required=True, help="a preference-model directory, an `rm train` run directory, "
-                   "or llm:DIR (a local causal LM asked which response is better, in both orders)")
+                   "llm:SPEC (a language model asked which response is better, in both orders: llm:DIR, "
+                   "llm:openai:MODEL) or rubric:FILE (a rubric-conditioned judge, `prefkit rubrics`)")
+    e.add_argument("--judge-labels", default=None, metavar="X,Y",
+                   help="llm:/rubric: judges: the two answer labels (default A,B, or the first pair the "
+                        "judge's tokenizer tells apart)")
+    e.add_argument("--judge-template", default=None, metavar="FILE",
+                   help="llm:/rubric: judges: a file holding the judge prompt template (docs/preference.md)")
     e.add_argument("--data", required=True, help="JSONL/Parquet pairs")
     e.add_argument("--batch-size", type=int, default=64)
     e.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
@@ -134,10 +140,14 @@ def _eval(args: argparse.Namespace) -> int:
 
     if args.batch_size <= 0:
         raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
-    if args.model.startswith("llm:"):
-        from prefkit.preference.llm_judge import LLMJudge
+    language = args.model.startswith(("llm:", "rubric:"))
+    if (args.judge_labels or args.judge_template) and not language:
+        raise ValueError("--judge-labels and --judge-template apply to llm: and rubric: judges only")
+    if language:
+        from prefkit.preference.llm_judge import language_judge
 
-        model: Any = LLMJudge.load(args.model[len("llm:"):], device=args.device)
+        model: Any = language_judge(args.model, labels=args.judge_labels, template=args.judge_template,
+                                    device=args.device)
     else:
         model = load_preference_model(args.model, device=args.device)
     records, _ = read_pairs(args.data)
@@ -145,6 +155,10 @@ def _eval(args: argparse.Namespace) -> int:
                               "kind": model.kind, "model": args.model, "data": args.data}
     if hasattr(getattr(model, "backbone", None), "collate"):
         result["truncated"] = _count_truncated(model, records)
+    backend = getattr(model, "backend", None)
+    if backend is not None:
+        result["labels"] = list(model.labels)
+        result["llm"] = backend.summary()
     if args.json:
         print(json.dumps(result))
     else:

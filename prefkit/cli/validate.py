@@ -18,7 +18,7 @@ def _positive_int(text: str) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "validate",
-        help="check a feedback file (pairs, ranked lists or prompts); exit 1 on errors",
+        help="check a feedback file (pairs, ranked lists, prompts, ratings or critiques); exit 1 on errors",
         description=(
             "Read a JSONL or Parquet feedback file (or a Dataset.save_to_disk directory), list "
             "every invalid row as file:line [field]: reason, and report ties, duplicates, "
@@ -38,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="report invalid rows as skipped (as data.skip_invalid=true would) instead of errors")
     p.add_argument("--dedupe", action="store_true", help="exact duplicate rows are dropped and counted, not errors")
     p.add_argument("--no-ties", action="store_true", help="ties (label 0.5, equal scores) are errors")
+    p.add_argument("--scale", default=None, metavar="LOW-HIGH",
+                   help="ratings files: the declared scale (e.g. 1-5, 1-10); ratings outside it are errors")
+    p.add_argument("--integer", action="store_true", help="ratings files: ratings must be whole numbers")
     p.add_argument("--max-errors", type=_positive_int, default=MAX_LISTED, metavar="N",
                    help=f"problems listed before summarising the rest (default {MAX_LISTED})")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -46,9 +49,46 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from prefkit.data import hf_counter, validate
+    from prefkit.data.ratings import detect_feedback_kind
 
+    graded = _graded_report(args, detect_feedback_kind(args.data))
+    if graded is not None:
+        report = graded
+    elif args.scale or args.integer:
+        raise ValueError("--scale and --integer apply to ratings files (prompt/completions/ratings or "
+                         "prompt/completion/rating)")
+    else:
+        report = _pairwise_report(args, hf_counter, validate)
+    if args.json:
+        print(json.dumps(report.to_json(max_listed=args.max_errors)))
+    else:
+        _print(report, args.max_errors)
+    return 0 if report.valid else 1
+
+
+def _graded_report(args: argparse.Namespace, kind: str | None):
+    """The report of a ratings or critiques file (``prefkit.data.ratings``/``critiques``), else None."""
+    if kind is None:
+        return None
+    if args.max_length or args.tokenizer or args.no_ties or args.truncation != "truncate":
+        raise ValueError(f"--max-length, --tokenizer, --truncation and --no-ties apply to pairs, lists and "
+                         f"prompts files, not to {kind} files")
+    if kind == "critiques":
+        from prefkit.data.critiques import validate_critiques
+
+        if args.scale or args.integer:
+            raise ValueError("--scale and --integer apply to ratings files, not critiques")
+        return validate_critiques(args.data, skip_invalid=args.skip_invalid, dedupe=args.dedupe)
+    from prefkit.data.ratings import parse_scale, validate_ratings
+
+    scale = parse_scale(args.scale) if args.scale else None
+    return validate_ratings(args.data, scale=scale, integer=args.integer, skip_invalid=args.skip_invalid,
+                            dedupe=args.dedupe)
+
+
+def _pairwise_report(args: argparse.Namespace, hf_counter, validate):
     counter = hf_counter(args.tokenizer) if args.tokenizer else None
-    report = validate(
+    return validate(
         args.data,
         max_length=args.max_length,
         count_tokens=counter,
@@ -57,11 +97,6 @@ def run(args: argparse.Namespace) -> int:
         allow_ties=not args.no_ties,
         dedupe=args.dedupe,
     )
-    if args.json:
-        print(json.dumps(report.to_json(max_listed=args.max_errors)))
-    else:
-        _print(report, args.max_errors)
-    return 0 if report.valid else 1
 
 
 def _print(report, cap: int) -> None:

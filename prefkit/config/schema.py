@@ -150,8 +150,18 @@ class OnlineConfig:
     top_p: float = 1.0
     judge: str = "world"
     """``world`` (the simulated annotator pool of ``eval.world``), ``world-truth`` (its true
-    preference, an oracle), a preference-model directory, or ``llm:DIR`` (a local causal LM as a
-    pairwise judge, asked in both orders)."""
+    preference, an oracle), a preference-model directory, ``llm:SPEC`` (a language model as a
+    pairwise judge, asked in both orders: ``llm:DIR`` a local causal LM, ``llm:openai:MODEL`` an
+    OpenAI-compatible endpoint, docs/llm.md) or ``rubric:FILE`` (a rubric-conditioned judge,
+    docs/principles.md)."""
+    judge_labels: str | None = None
+    """LLM and rubric judges (``llm:...``, ``rubric:...``): the two answer labels, comma separated
+    (``A,B``, ``1,2``, ``Yes,No``); ``None`` uses ``A,B``, or on a local model whose tokenizer
+    cannot tell them apart the first pair it can (``prefkit.preference.llm_judge``)."""
+    judge_template: str | None = None
+    """LLM and rubric judges: a UTF-8 text file holding the judge prompt, a ``str.format`` template
+    with ``{prompt}``, ``{first}``, ``{second}``, ``{first_label}``, ``{second_label}`` (rubric
+    judges also ``{rubric}``); ``None`` uses the documented default (docs/preference.md)."""
     reward: Literal["auto", "win_rate"] = "auto"
     """Scalar reward of the reward-based methods (P3O, SuperHF, GRAO, expert iteration, best-of-n):
     ``auto`` uses the judge's own scalar reward (a preference model with a 1-dimensional
@@ -209,6 +219,16 @@ class OnlineConfig:
                 raise ValueError(f"online.{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0.0 < self.vllm_gpu_memory_utilization <= 1.0:
             raise ValueError("online.vllm_gpu_memory_utilization must be in (0, 1]")
+        language_judge = self.judge.startswith(("llm:", "rubric:"))
+        for name in ("judge_labels", "judge_template"):
+            if getattr(self, name) is not None and not language_judge:
+                raise ValueError(f"online.{name} applies to LLM and rubric judges (online.judge=llm:... or "
+                                 f"rubric:...), not to online.judge={self.judge!r}; remove it")
+        if self.judge_labels is not None:
+            parts = [p.strip() for p in self.judge_labels.split(",")]
+            if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
+                raise ValueError("online.judge_labels must be two different non-empty labels separated by a "
+                                 f"comma (e.g. A,B or 1,2), got {self.judge_labels!r}")
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ from prefkit.losses.online import (
     sppo,
     superhf,
 )
+from prefkit.losses.ordinal import ordinal, ordinal_probabilities
 from prefkit.losses.pairwise import (
     aot,
     aot_unpaired,
@@ -146,6 +147,8 @@ __all__ = [
     "nash_md_pg",
     "nca_pair",
     "online_ipo",
+    "ordinal",
+    "ordinal_probabilities",
     "orpo",
     "p3o",
     "pairwise_ppo_advantages",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from prefkit.losses._spec import LossSpec
 from prefkit.losses.listwise import adpo, adpo_targets_from_rewards, dpo_pl, irpo, lipo_lambda
 from prefkit.losses.online import dno, gpo, grao, nash_md_pg, online_ipo, p3o, sppo, superhf
+from prefkit.losses.ordinal import ordinal
 from prefkit.losses.pairwise import (
     aot,
     aot_unpaired,
@@ -147,6 +148,14 @@ LOSSES: dict[str, LossSpec] = {
         "Zhang et al. 2024 (GPM), arXiv 2410.02197, GPM loss",
         needs_reference=False,
         strength_arg="tau",
+    ),
+    "ordinal": LossSpec(
+        "ordinal",
+        ordinal,
+        "reward",
+        "McCullagh 1980 (cumulative logit, eq. 2.4); Zhang et al. 2025 (GNOLR), arXiv 2505.20900, nested objectives",
+        needs_reference=False,
+        strength_arg=None,
     ),
     # ------------------------------------------------------------------ online
     "online_ipo": LossSpec(

@@ -8,6 +8,9 @@
 - :func:`train_preference_model`, :func:`fit`: training through the engine's loop (``training``).
 - :func:`evaluate_pairs`: accuracy with ties reported apart (``evaluation``).
 - :func:`preference_matrix`, :func:`rank`: K responses per prompt (``ranking``).
+- :class:`OrdinalRewardModel` (``ordinal``): a reward with ordered thresholds for graded labels.
+- LLM, rubric and principle judges (``llm_judge``, ``rubrics``, ``icai``); DRAGON's exemplar and
+  distribution rewards (``dragon``).
 - ensembles, preference strength, BALD and loss-history noise detectors (``noise``).
 
 docs/preference.md has the guide and the measured numbers.
@@ -32,6 +35,7 @@ from prefkit.preference.models import (
     RewardModel,
     build_model,
 )
+from prefkit.preference.ordinal import OrdinalHead, OrdinalRewardModel
 from prefkit.preference.ranking import preference_matrix, rank
 
 __all__ = [
@@ -40,6 +44,8 @@ __all__ = [
     "GPMHead",
     "GeneralPreferenceModel",
     "JudgeError",
+    "OrdinalHead",
+    "OrdinalRewardModel",
     "PairHead",
     "PairwisePreferenceModel",
     "PreferenceModel",

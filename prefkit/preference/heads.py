@@ -143,11 +143,17 @@ class PairHead(nn.Module):
 
 
 def build_head(kind: str, hidden_size: int, *, dim: int = 2, tau: float = 0.1, normalize: bool = False,
-               eigenvalues: str = "ones", dropout: float = 0.0) -> nn.Module:
+               eigenvalues: str = "ones", dropout: float = 0.0, levels: int = 5) -> nn.Module:
     if kind == "bt":
         return RewardHead(hidden_size, dropout=dropout)
     if kind == "gpm":
         return GPMHead(hidden_size, dim=dim, tau=tau, normalize=normalize, eigenvalues=eigenvalues, dropout=dropout)
     if kind == "pairpm":
         return PairHead(hidden_size, dropout=dropout)
-    raise ValueError(f"unknown preference model kind {kind!r} (known: bt, gpm, pairpm)")
+    if kind == "ordinal":
+        from prefkit.preference.ordinal import (
+            OrdinalHead,  # ordinal builds on models, which imports heads
+        )
+
+        return OrdinalHead(hidden_size, levels=levels, dropout=dropout)
+    raise ValueError(f"unknown preference model kind {kind!r} (known: bt, gpm, pairpm, ordinal)")

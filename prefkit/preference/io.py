@@ -101,7 +101,7 @@ def load_preference_model(directory: str | os.PathLike[str], *, device: str | to
     head = build_head(
         manifest["kind"], backbone.hidden_size, dim=int(manifest.get("dim", 2)), tau=float(manifest.get("tau", 0.1)),
         normalize=bool(manifest.get("normalize", False)), eigenvalues=manifest.get("eigenvalues", "ones"),
-        dropout=float(manifest.get("dropout", 0.0)),
+        dropout=float(manifest.get("dropout", 0.0)), levels=int(manifest.get("levels", 5)),
     )
     weights_path = root / HEAD_WEIGHTS
     if not weights_path.is_file():

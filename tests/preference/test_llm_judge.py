@@ -60,7 +60,7 @@ def test_batched_answers_equal_one_at_a_time(judge_dir):
 
 
 def test_the_label_probability_is_the_softmax_of_the_two_label_logits(judge):
-    text = judge._judge_text(PROMPTS[0], FIRST[0], SECOND[0])
+    text = judge.backend.render(judge.messages(PROMPTS[0], FIRST[0], SECOND[0]))
     ids = torch.tensor([judge.policy.prompt_ids([text])[0]])
     with torch.no_grad():
         log_probs = torch.log_softmax(judge.policy.model(input_ids=ids).logits[0, -1].float(), dim=-1)
@@ -105,3 +105,56 @@ def test_online_training_with_an_llm_judge_counts_its_queries(judge_dir, tmp_pat
     result = train(cfg, data=TrainData(prompts=PROMPTS), progress=False)
     assert result.metrics["steps"] == 2
     assert 0 < result.metrics["queries"] <= 4  # one pair per prompt per step; identical pairs are free
+
+
+# -- labels and templates -------------------------------------------------------------------------
+
+
+def _policy_with(words: str) -> Policy:
+    return Policy.tiny([words], TinyConfig(hidden_size=16, layers=1, heads=2), seed=0)
+
+
+def test_labels_are_chosen_automatically_when_a_and_b_cannot_be_told_apart():
+    judge = LLMJudge(_policy_with("red blue 1 2 sky"))  # no A or B in the vocabulary
+    assert judge.labels == ("1", "2") and judge.labels_chosen_automatically
+    assert judge.label_ids[0] != judge.label_ids[1]
+    assert LLMJudge(_policy_with("A B 1 2")).labels == ("A", "B")
+    with pytest.raises(ValueError, match="no label pair"):
+        LLMJudge(_policy_with("red blue sky"))
+    with pytest.raises(ValueError, match="not in the judge's vocabulary"):  # explicit labels are never replaced
+        LLMJudge(_policy_with("red blue 1 2"), labels=("A", "B"))
+
+
+def test_labels_and_template_parsing():
+    from prefkit.preference.llm_judge import check_template, parse_labels
+
+    assert parse_labels(" Yes , No ") == ("Yes", "No")
+    for bad in ("A", "A,A", "A,", "A,B,C"):
+        with pytest.raises(ValueError, match="two different"):
+            parse_labels(bad)
+    with pytest.raises(ValueError, match=r"str\.format"):
+        check_template("{prompt} {first} {second} {unknown}")
+
+
+def test_the_judge_configuration_is_read_where_the_judge_is_resolved(judge_dir, tmp_path):
+    from prefkit.config import ConfigError, RunConfig, load
+    from prefkit.engine.online_judge import resolve_judge
+    from prefkit.errors import InputError
+
+    template = tmp_path / "judge.txt"
+    template.write_text("Q: {prompt}\n{first_label}) {first}\n{second_label}) {second}\nBetter:", encoding="utf-8")
+    cfg = load(RunConfig, None, [f"online.judge=llm:{judge_dir}", "online.judge_labels=B,A",
+                                 f"online.judge_template={template}", "train.device=cpu"])
+    judge, name = resolve_judge(cfg, None)
+    assert judge.labels == ("B", "A") and judge.template.startswith("Q: {prompt}") and name == f"llm:{judge_dir}"
+    for override, match in ((["online.judge_labels=1,2"], "applies to LLM and rubric judges"),
+                            ([f"online.judge=llm:{judge_dir}", "online.judge_labels=A"], "two different")):
+        with pytest.raises((ConfigError, ValueError), match=match):
+            load(RunConfig, None, override)
+    missing = load(RunConfig, None, [f"online.judge=llm:{judge_dir}", f"online.judge_template={tmp_path / 'no.txt'}"])
+    with pytest.raises(InputError, match="cannot read the judge template"):
+        resolve_judge(missing, None)
+    bad = tmp_path / "bad.txt"
+    bad.write_text("{prompt} {first}", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"\{second\}"):
+        resolve_judge(load(RunConfig, None, [f"online.judge=llm:{judge_dir}", f"online.judge_template={bad}"]), None)

@@ -189,7 +189,9 @@ def log_odds(matrix: torch.Tensor) -> torch.Tensor:
 
 def resolve_judge(cfg: RunConfig, world: Any | None) -> tuple[PreferenceModel, str]:
     """The judge named by ``online.judge``: ``world``, ``world-truth``, a preference-model directory,
-    or ``llm:DIR``, a causal LM asked which response is better (``prefkit.preference.llm_judge``)."""
+    ``llm:SPEC``, a language model asked which response is better, or ``rubric:FILE``, one asked
+    with a rubric (``prefkit.preference.llm_judge.language_judge``; ``online.judge_labels`` and
+    ``online.judge_template`` go to it)."""
     spec = cfg.online.judge
     if spec in ("world", "world-truth"):
         if world is None:
@@ -200,10 +202,11 @@ def resolve_judge(cfg: RunConfig, world: Any | None) -> tuple[PreferenceModel, s
         kind = "annotators" if spec == "world" else "truth"
         judge = WorldJudge(world, kind=kind, seed=cfg.seed + 11)
         return judge, judge.name
-    if spec.startswith("llm:"):
-        from prefkit.preference.llm_judge import LLMJudge
+    if spec.startswith(("llm:", "rubric:")):
+        from prefkit.preference.llm_judge import language_judge
 
-        judge = LLMJudge.load(spec[len("llm:"):], device=cfg.train.device, trust_remote_code=cfg.trust_remote_code)
+        judge = language_judge(spec, labels=cfg.online.judge_labels, template=cfg.online.judge_template,
+                               device=cfg.train.device, trust_remote_code=cfg.trust_remote_code)
         return judge, judge.name
     from prefkit.preference import load_preference_model
 

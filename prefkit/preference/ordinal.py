@@ -1,0 +1,127 @@
+"""The ordinal reward model: a scalar reward plus ordered thresholds, fitted to graded labels.
+
+``OrdinalHead`` maps the pooled state to a score ``r(x, y)`` (no bias: the thresholds carry the
+offset) and holds ``L - 1`` strictly increasing thresholds ``theta_0 = b``,
+``theta_j = theta_{j-1} + softplus(d_j) + MIN_GAP`` (so any parameter values are strictly ordered,
+also in float32). The class
+probabilities are the cumulative-logit model of ``prefkit.losses.ordinal``; the reward is
+Bradley-Terry compatible, ``P(a beats b) = sigmoid(r_a - r_b)``, so the model is a
+``ScoringPreferenceModel`` usable everywhere a BT reward model is (``rm eval``, best-of-n, a judge).
+
+Training goes through the engine's preference-model step (``rm train --kind ordinal``, part 2 of
+issue 12): :func:`ordinal_batch_loss` is what that step computes per micro-batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from prefkit.data.records import Text
+from prefkit.losses.ordinal import Variant, ordinal, ordinal_probabilities
+from prefkit.preference.models import MODEL_CLASSES, EmbeddingPreferenceModel
+
+MIN_GAP = 1e-3
+"""Smallest distance between consecutive thresholds."""
+
+
+class OrdinalHead(nn.Module):
+    """Score ``r = w^T h`` and ``levels - 1`` ordered thresholds; ``logit(a, b) = r_a - r_b``."""
+
+    kind = "ordinal"
+
+    def __init__(self, hidden_size: int, *, levels: int = 5, dropout: float = 0.0) -> None:
+        super().__init__()
+        if not isinstance(levels, int) or levels < 2:
+            raise ValueError(f"an ordinal head needs at least 2 levels, got {levels!r}")
+        self.levels = levels
+        self.dropout = nn.Dropout(dropout)
+        self.linear = nn.Linear(hidden_size, 1, bias=False)
+        spacing = 4.0 / max(levels - 1, 1)  # initial thresholds spread over [-2, 2]
+        self.first = nn.Parameter(torch.tensor(-2.0 if levels > 2 else 0.0))
+        inverse_softplus = float(torch.log(torch.expm1(torch.tensor(spacing - MIN_GAP))))
+        self.increments = nn.Parameter(torch.full((levels - 2,), inverse_softplus))
+
+    @property
+    def embedding_size(self) -> int:
+        return 1
+
+    def thresholds(self) -> torch.Tensor:
+        """``[levels - 1]`` strictly increasing thresholds."""
+        steps = F.softplus(self.increments) + MIN_GAP
+        return torch.cat([self.first.reshape(1), self.first + torch.cumsum(steps, 0)])
+
+    def forward(self, hidden: torch.Tensor, prompt: torch.Tensor | None = None) -> torch.Tensor:
+        return self.linear(self.dropout(hidden))
+
+    def logits(self, e_a: torch.Tensor, e_b: torch.Tensor) -> torch.Tensor:
+        return e_a[..., 0] - e_b[..., 0]
+
+    def config(self) -> dict:
+        return {"dim": 1, "levels": self.levels}
+
+
+class OrdinalRewardModel(EmbeddingPreferenceModel):
+    """A backbone with an :class:`OrdinalHead`: a reward, class probabilities and expected ratings."""
+
+    kind = "ordinal"
+    head: OrdinalHead
+
+    def score(self, prompts: Sequence[Text], responses: Sequence[Text], *, batch_size: int = 32) -> torch.Tensor:
+        """The scalar reward ``r(x, y)``, ``[N]``."""
+        return self.embed(prompts, responses, batch_size=batch_size)[:, 0]
+
+    def class_probabilities(self, prompts: Sequence[Text], responses: Sequence[Text], *,
+                            batch_size: int = 32) -> torch.Tensor:
+        """``[N, levels]``: ``P(rating class = j | x, y)``."""
+        scores = self.score(prompts, responses, batch_size=batch_size)
+        with torch.no_grad():
+            return ordinal_probabilities(scores, self.head.thresholds().detach().float().cpu())
+
+    def expected_rating(self, prompts: Sequence[Text], responses: Sequence[Text], *, low: float = 1.0,
+                        batch_size: int = 32) -> torch.Tensor:
+        """``E[rating]`` on the scale ``low, low + 1, ..., low + levels - 1``, ``[N]``."""
+        probs = self.class_probabilities(prompts, responses, batch_size=batch_size)
+        return probs @ (low + torch.arange(self.head.levels, dtype=probs.dtype))
+
+
+def rating_classes(ratings: Sequence[float], *, low: int, levels: int) -> torch.Tensor:
+    """Integer ratings on ``low..low + levels - 1`` as classes ``0..levels - 1``; anything else
+    (a fraction, a value off the scale) is a ``ValueError`` naming the row."""
+    out = []
+    for i, r in enumerate(ratings):
+        c = float(r) - low
+        if c != int(c) or not 0 <= c < levels:
+            raise ValueError(f"rating {r!r} (row {i}) is not an integer on the scale {low}..{low + levels - 1}")
+        out.append(int(c))
+    return torch.tensor(out, dtype=torch.long)
+
+
+def ordinal_batch_loss(model: OrdinalRewardModel, batch: Any, labels: torch.Tensor, *,
+                       variant: Variant = "likelihood") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The loss an ordinal preference step computes on one micro-batch.
+
+    ``batch`` is ``model.backbone.collate(rows)`` of rows ``[prompt, completion]`` (one row per
+    rated completion, as ``backbone.prepare(prompts, completions)`` gives), ``labels`` the rating
+    classes ``[N]`` (:func:`rating_classes`). Returns the unreduced loss ``[N]`` (the engine
+    normalises it over the optimizer step like every other step) and detached metrics:
+    ``ordinal/accuracy`` (the most probable class is the label), ``ordinal/mae`` (mean absolute
+    error of the expected class) and ``ordinal/score`` (mean reward).
+    """
+    scores = model.embed_train(batch)[:, 0]
+    thresholds = model.head.thresholds()
+    loss = ordinal(scores, thresholds.to(scores.dtype), labels.to(scores.device), variant=variant)
+    with torch.no_grad():
+        probs = ordinal_probabilities(scores.detach(), thresholds.detach().to(scores.dtype))
+        expected = probs @ torch.arange(probs.shape[1], dtype=probs.dtype, device=probs.device)
+        target = labels.to(scores.device)
+        metrics = {"ordinal/accuracy": (probs.argmax(1) == target).float(),
+                   "ordinal/mae": (expected - target).abs(), "ordinal/score": scores.detach()}
+    return loss, metrics
+
+
+MODEL_CLASSES["ordinal"] = OrdinalRewardModel  # so build_model and the saved-directory loader know it
