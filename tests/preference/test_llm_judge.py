@@ -138,7 +138,7 @@ def test_labels_and_template_parsing():
 
 def test_the_judge_configuration_is_read_where_the_judge_is_resolved(judge_dir, tmp_path):
     from prefkit.config import ConfigError, RunConfig, load
-    from prefkit.engine.online_judge import resolve_judge
+    from prefkit.engine.online.judge import resolve_judge
     from prefkit.errors import InputError
 
     template = tmp_path / "judge.txt"

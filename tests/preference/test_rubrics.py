@@ -81,7 +81,7 @@ def judge_model(tmp_path_factory):
 
 def test_rubric_files_work_in_rm_eval_and_as_the_online_judge(judge_model, tmp_path, capsys):
     from prefkit.config import RunConfig, load
-    from prefkit.engine.online_judge import resolve_judge
+    from prefkit.engine.online.judge import resolve_judge
 
     rubrics = tmp_path / "rubrics.json"
     rubrics.write_text(json.dumps({"format": "prefkit.rubrics", "version": 1, "judge": f"hf:{judge_model}",
