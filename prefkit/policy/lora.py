@@ -130,10 +130,13 @@ def apply_lora(model: nn.Module, lora: LoraConfig, *, task_type: TaskType = "CAU
     config = peft.LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                              target_modules=lora.target_modules, bias="none", task_type=task_type)
     devices = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
+    # ZeRO-3 gathers parameters in the dtype of the first one: keep the adapters in the base's
+    # dtype there (PEFT otherwise upcasts them to float32; TRL does the same, trl#6089).
+    keep_dtype = {"autocast_adapter_dtype": False} if deepspeed_zero3() and not quantized else {}
     with torch.random.fork_rng(devices=devices), _quiet_peft():
         torch.manual_seed(seed)
         try:
-            wrapped = peft.get_peft_model(model, config)
+            wrapped = peft.get_peft_model(model, config, **keep_dtype)
         except ValueError as error:  # PEFT's NoMatchingPeftModuleError is a ValueError
             raise InputError(f"lora.target_modules={lora.target_modules!r}: {error}",
                              field="lora.target_modules") from error
@@ -142,6 +145,12 @@ def apply_lora(model: nn.Module, lora: LoraConfig, *, task_type: TaskType = "CAU
             if param.requires_grad and "lora_magnitude_vector" not in name:
                 param.data = param.data.to(compute_dtype)
     return wrapped
+
+
+def deepspeed_zero3() -> bool:
+    """Whether this process was launched by ``accelerate launch`` with DeepSpeed ZeRO stage 3."""
+    return (os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() in ("1", "true")
+            and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3")
 
 
 def supports_checkpointing(model: nn.Module) -> bool:
@@ -153,8 +162,9 @@ def enable_gradient_checkpointing(model: nn.Module) -> None:
     """Activation checkpointing (non-reentrant; ``activation_checkpointing_enable`` where
     transformers has it, its older name otherwise); a PEFT model also gets input gradients on
     its embeddings (``enable_input_require_grads``), which reentrant checkpointing with frozen
-    embeddings needs (TRL does the same)."""
-    kwargs = {"use_reentrant": False}
+    embeddings needs (TRL does the same). PEFT under DeepSpeed ZeRO-3 needs reentrant
+    checkpointing (trl#2514), so it gets that."""
+    kwargs = {"use_reentrant": is_lora(model) and deepspeed_zero3()}
     enable = getattr(model, "activation_checkpointing_enable", None)
     if callable(enable):
         enable(activation_checkpointing_kwargs=kwargs)

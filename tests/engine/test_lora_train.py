@@ -113,6 +113,22 @@ def test_lora_with_gradient_checkpointing_trains_exactly_as_without(tmp_path):
     assert plain.history[-1]["loss"] < plain.history[0]["loss"]
 
 
+def test_world_evaluation_samples_and_scores_the_adapters_off_reference(tmp_path, monkeypatch):
+    import prefkit.engine.models as models
+    from prefkit.engine.evaluation import world_evaluator
+
+    data = TrainData(pairs=make_pairs(8))
+    scores = []
+    for name in ("view", "copy"):
+        if name == "copy":
+            monkeypatch.setattr(models, "adapters_off", lambda model: None)  # a deep-copied reference
+        cfg = tiny_config(tmp_path / name, "dpo", "train.steps=2", "eval.world=transitive", "eval.prompts=4",
+                          "eval.samples=2", "eval.max_new_tokens=4", "eval.temperature=1.0", *LORA)
+        result = train(cfg, data=data, evaluate=world_evaluator(cfg), progress=False)
+        scores.append({k: v for k, v in result.metrics.items() if k.startswith("eval/")})
+    assert scores[0] == scores[1] and scores[0]["eval/kl"] != 0
+
+
 def test_lora_sft_run_saves_the_base_as_its_reference(tmp_path):
     pairs = make_pairs(8)
     result = train(tiny_config(tmp_path, "sft", "train.steps=2", *LORA), data=TrainData(pairs=pairs), progress=False)
@@ -259,6 +275,25 @@ def test_lora_preference_model_trains_adapters_and_head_and_saves_the_merged_bac
         adapted = PeftModel.from_pretrained(AutoModel.from_pretrained(run / "base"), run / "adapter").eval()
         got = adapted(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+
+
+def test_lora_with_gradient_checkpointing_in_online_and_preference_runs(tmp_path):
+    from prefkit.engine.preference.train import train_preference_model
+    from prefkit.sim import make_world
+    from tests.preference.conftest import example_records
+
+    prompts = make_world("transitive", seed=0).prompts("train", 3)
+    histories = []
+    for flag in ("false", "true"):
+        gc = f"train.gradient_checkpointing={flag}"
+        online = train(_world_config(tmp_path / f"o{flag}", "online_dpo", gc), data=TrainData(prompts=prompts),
+                       progress=False)
+        rm = train_preference_model(_rm_config(tmp_path / f"r{flag}", gc), records=example_records())
+        histories.append(([h["loss"] for h in online.history], [h["loss"] for h in rm.history]))
+        for model in (online.policy.model.get_base_model(), rm.model.backbone.model.get_base_model()):
+            assert model.is_activation_checkpointing == (flag == "true")
+    assert histories[1][0] == pytest.approx(histories[0][0], rel=1e-6)
+    assert histories[1][1] == pytest.approx(histories[0][1], rel=1e-6)
 
 
 def test_lora_with_a_frozen_backbone_is_refused(tmp_path):

@@ -138,6 +138,22 @@ def test_quantize_is_refused_without_cuda_or_bitsandbytes(monkeypatch):
         quantization_config(LoraConfig(r=4, quantize="8bit"), torch.device("cuda"), "bf16")
 
 
+def test_under_deepspeed_zero3_adapters_keep_the_base_dtype_and_checkpointing_is_reentrant(monkeypatch):
+    base = _base()
+    base.model.to(torch.bfloat16)
+    dtypes = {p.dtype for p in apply_lora(copy.deepcopy(base.model), LORA).parameters() if p.requires_grad}
+    assert dtypes == {torch.float32}  # PEFT's default: adapters upcast
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")
+    wrapped = apply_lora(base.model, LORA)
+    assert {p.dtype for p in wrapped.parameters() if p.requires_grad} == {torch.bfloat16}
+    seen = {}
+    monkeypatch.setattr(type(wrapped.get_base_model()), "activation_checkpointing_enable",
+                        lambda self, activation_checkpointing_kwargs=None, **_: seen.update(activation_checkpointing_kwargs))
+    enable_gradient_checkpointing(wrapped)
+    assert seen == {"use_reentrant": True}
+
+
 def test_logps_through_peft_keep_the_chunked_head_and_logits_to_keep():
     policy, _ = _wrapped()
     _train_adapters(policy, steps=1)
