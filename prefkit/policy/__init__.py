@@ -6,7 +6,9 @@
 - ``sequence_logps(model, batch)`` and ``token_logps(model, batch)``: response-token
   log-probs with a chunked LM head (gradients flow);
 - ``build_tiny_checkpoint(dir, texts, tiny_cfg, seed)``: a tiny model saved as a normal
-  Hugging Face directory.
+  Hugging Face directory;
+- ``prefkit.policy.lora``: LoRA/QLoRA adapters through PEFT, the adapters-off reference
+  (``AdaptersOff``) and the merged/adapter outputs (docs/policy.md, "LoRA and QLoRA").
 """
 
 from prefkit.policy.encoding import EncodedBatch, SequenceTooLongError, count_tokens

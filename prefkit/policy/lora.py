@@ -89,6 +89,14 @@ def quantization_config(lora: LoraConfig, device: torch.device, precision: str) 
                               bnb_4bit_compute_dtype=compute, bnb_4bit_quant_storage=compute)
 
 
+def device_map(device: torch.device) -> dict[str, torch.device]:
+    """``from_pretrained``'s ``device_map`` placing a quantized model whole on ``device`` (a bare
+    ``cuda`` is the current CUDA device)."""
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return {"": device}
+
+
 # ----------------------------------------------------------------------------- wrapping
 
 @contextlib.contextmanager
@@ -267,9 +275,11 @@ def merged_state_dict(model: nn.Module, *, merge: bool = True,
 
 
 def _plain_config(config: Any) -> Any:
+    """The config without its quantization (the merged weights are dequantized)."""
     config = copy.deepcopy(config)
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
+    for name in ("quantization_config", "_pre_quantization_dtype"):
+        if hasattr(config, name):
+            delattr(config, name)
     return config
 
 

@@ -25,7 +25,7 @@ from prefkit.data.records import Text
 from prefkit.errors import InputError
 from prefkit.policy.encoding import EncodedBatch, Truncation, build_batch
 from prefkit.policy.logps import ChunkSize, check_fast_path, sequence_logps
-from prefkit.policy.lora import is_lora, save_adapter, save_plain
+from prefkit.policy.lora import device_map, is_lora, save_adapter, save_plain
 from prefkit.policy.sampling import Samples, sample_ids
 from prefkit.policy.tokenizer import fit_word_tokenizer
 
@@ -159,7 +159,7 @@ class Policy:
         target = resolve_device(device)
         placement: dict[str, Any] = {}
         if quantization_config is not None:
-            placement = {"quantization_config": quantization_config, "device_map": {"": target}}
+            placement = {"quantization_config": quantization_config, "device_map": device_map(target)}
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
             model = AutoModelForCausalLM.from_pretrained(

@@ -456,7 +456,10 @@ def load_backbone(
             tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
             placement: dict[str, Any] = {}
             if quantization_config is not None:
-                placement = {"quantization_config": quantization_config, "device_map": {"": torch.device(device)}}
+                from prefkit.policy.lora import device_map
+
+                placement = {"quantization_config": quantization_config,
+                             "device_map": device_map(torch.device(device))}
             model = AutoModel.from_pretrained(
                 source, trust_remote_code=trust_remote_code, use_safetensors=True,
                 **{_DTYPE_ARGUMENT: torch.float32}, **placement,

@@ -224,6 +224,8 @@ def test_reference_is_the_base_exactly_before_and_after_training():
 
 def test_the_view_holds_no_weights_and_never_changes_the_policy():
     policy, original = _wrapped(LoraConfig(r=4, dropout=0.5))
+    q_proj = policy.model.get_base_model().model.layers[0].self_attn.q_proj
+    assert q_proj.lora_dropout["default"].p == 0.5 and q_proj.scaling["default"] == 16.0 / 4  # lora.dropout, alpha
     view = AdaptersOff(policy.model)
     assert list(view.children()) == [] and list(view._parameters) == []
     assert [n for n, _ in view.named_parameters()] == [n for n, _ in original.named_parameters()]

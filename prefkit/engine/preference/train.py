@@ -98,6 +98,8 @@ def build_preference_model(cfg: RunConfig, records: Sequence[PairRecord], device
         torch.manual_seed(cfg.seed)
         head = build_head(rm.kind, backbone.hidden_size, dim=rm.dim, tau=rm.tau, normalize=rm.normalize,
                           eigenvalues=rm.eigenvalues, dropout=rm.dropout)
+    if quantization is not None:  # the quantized backbone is already placed (bitsandbytes weights are not moved)
+        return build_model(rm.kind, backbone, head.to(device))
     return build_model(rm.kind, backbone, head).to(device)
 
 
