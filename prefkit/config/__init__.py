@@ -3,6 +3,7 @@
 from prefkit.config.schema import (
     DataConfig,
     EvalConfig,
+    LoraConfig,
     LossConfig,
     OnlineConfig,
     RewardModelConfig,
@@ -25,6 +26,7 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "EvalConfig",
+    "LoraConfig",
     "LossConfig",
     "OnlineConfig",
     "RewardModelConfig",

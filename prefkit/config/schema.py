@@ -303,6 +303,65 @@ class RewardModelConfig:
             raise ValueError("rm.adaptive_margin is the Bradley-Terry (kind=bt) adaptive margin")
 
 
+LORA_ALL_LINEAR = "all-linear"
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    """LoRA / QLoRA adapters through PEFT (extra ``peft``; docs/policy.md, "LoRA and QLoRA").
+
+    ``r > 0`` trains low-rank adapters ``W + (alpha / r) B A`` on the model's linear layers
+    (Hu et al. 2021, arXiv:2106.09685, eq. 3; B starts at zero) instead of every weight; the
+    reference is the same model with its adapters disabled (no second copy in memory).
+    """
+
+    r: int = 0
+    """Adapter rank; 0 turns LoRA off (every weight trains, the default)."""
+    alpha: float = 16.0
+    """Scale numerator: the adapter's update is multiplied by ``alpha / r``."""
+    dropout: float = 0.0
+    """Dropout on the adapter's input (training only), in [0, 1)."""
+    target_modules: str | list[str] = LORA_ALL_LINEAR
+    """``all-linear`` (every linear layer except the output head, PEFT's rule) or a list of
+    module names (e.g. ``[q_proj, v_proj]``; a comma-separated string works too), each matching
+    a module's full name or its last components. Stored as ``all-linear`` or a list."""
+    quantize: Literal["none", "4bit", "8bit"] = "none"
+    """QLoRA: load the frozen base weights quantized by bitsandbytes (NF4 with double
+    quantization, or LLM.int8); CUDA only."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r < 0:
+            raise ValueError(f"lora.r must be an integer >= 0 (0 turns LoRA off), got {self.r!r}")
+        if not self.alpha > 0:
+            raise ValueError(f"lora.alpha must be positive, got {self.alpha}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"lora.dropout must be in [0, 1), got {self.dropout}")
+        targets = self.target_modules
+        if isinstance(targets, str):
+            targets = targets if targets.strip() == LORA_ALL_LINEAR else targets.split(",")
+        if isinstance(targets, str):
+            targets = LORA_ALL_LINEAR
+        else:
+            targets = [str(t).strip() for t in targets]
+            if not targets or not all(targets):
+                raise ValueError("lora.target_modules must be 'all-linear' or a non-empty list of module names, "
+                                 f"got {self.target_modules!r}")
+            if LORA_ALL_LINEAR in targets:
+                raise ValueError("lora.target_modules: 'all-linear' stands alone, not inside a list")
+        object.__setattr__(self, "target_modules", targets)
+        if self.r == 0:
+            defaults = LoraConfig.__dataclass_fields__
+            unused = [name for name in ("alpha", "dropout", "target_modules", "quantize")
+                      if getattr(self, name) != defaults[name].default]
+            if unused:
+                raise ValueError(f"lora.{unused[0]} is set but lora.r=0 turns LoRA off; set lora.r (e.g. 16) "
+                                 f"to train adapters, or drop lora.{unused[0]}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.r > 0
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything one ``prefkit train`` run needs."""
@@ -322,3 +381,4 @@ class RunConfig:
     online: OnlineConfig = field(default_factory=OnlineConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     rm: RewardModelConfig = field(default_factory=RewardModelConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)

@@ -9,6 +9,8 @@
   Hugging Face directory;
 - ``SharedCritic`` / ``SeparateCritic``: PPO value heads on a causal LM's hidden states
   (``save_critic``/``load_critic``; ``value``).
+- ``prefkit.policy.lora``: LoRA/QLoRA adapters through PEFT, the adapters-off reference
+  (``AdaptersOff``) and the merged/adapter outputs (docs/policy.md, "LoRA and QLoRA").
 """
 
 from prefkit.policy.encoding import EncodedBatch, SequenceTooLongError, count_tokens

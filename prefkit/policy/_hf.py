@@ -19,6 +19,19 @@ def unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
+def innermost(model: nn.Module) -> nn.Module:
+    """The Hugging Face model under every wrapper: DDP/compile (``unwrap``), then adapter
+    wrappers that pass their forward's keyword arguments through (PEFT's ``PeftModel``,
+    ``prefkit.policy.lora.AdaptersOff``: whatever defines ``get_base_model``)."""
+    model = unwrap(model)
+    while callable(getattr(type(model), "get_base_model", None)):
+        base = unwrap(model.get_base_model())
+        if base is model:
+            break
+        model = base
+    return model
+
+
 @cache
 def _names(model_type: type) -> tuple[str, str | None]:
     parameters = inspect.signature(model_type.forward).parameters
@@ -29,9 +42,10 @@ def _names(model_type: type) -> tuple[str, str | None]:
 
 def cache_argument(model: nn.Module) -> str:
     """``cache`` (transformers >= 5.x) or ``past_key_values`` (earlier)."""
-    return _names(type(unwrap(model)))[0]
+    return _names(type(innermost(model)))[0]
 
 
 def logits_to_keep_argument(model: nn.Module) -> str | None:
-    """The forward argument that limits logits to the last positions, if the model has one."""
-    return _names(type(unwrap(model)))[1]
+    """The forward argument that limits logits to the last positions, if the model has one
+    (looked up on the innermost model: PEFT wrappers take it through ``**kwargs``)."""
+    return _names(type(innermost(model)))[1]

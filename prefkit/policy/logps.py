@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from prefkit.policy._hf import logits_to_keep_argument, unwrap
+from prefkit.policy._hf import innermost, logits_to_keep_argument, unwrap
 from prefkit.policy.encoding import EncodedBatch
 
 ChunkSize = int | Literal["auto"] | None
@@ -75,8 +75,9 @@ def token_logps(
 
 
 def use_full_forward(model: nn.Module) -> None:
-    """Always compute this model's log-probs from ``model(...).logits`` (see ``check_fast_path``)."""
-    _FULL_FORWARD_MODELS.add(unwrap(model))
+    """Always compute this model's log-probs from ``model(...).logits`` (see ``check_fast_path``);
+    recorded on the innermost Hugging Face model, so it holds under PEFT adapters too."""
+    _FULL_FORWARD_MODELS.add(innermost(model))
 
 
 @torch.no_grad()
@@ -177,7 +178,7 @@ def _response_token_logps(
     rows = batch.row_ids[:, 1:][selected]
     head = inner.get_output_embeddings()
 
-    if chunk_size is None or inner in _FULL_FORWARD_MODELS or _fsdp1(model):
+    if chunk_size is None or innermost(inner) in _FULL_FORWARD_MODELS or _fsdp1(model):
         logits = model(**_forward_kwargs(batch)).logits[:, :-1][selected]
         chunk = _auto_chunk(logits.shape[-1])
         return _chunked_target_logps(logits, targets, lambda x: x, chunk), rows

@@ -25,6 +25,7 @@ from prefkit.data.records import Text
 from prefkit.errors import InputError
 from prefkit.policy.encoding import EncodedBatch, Truncation, build_batch
 from prefkit.policy.logps import ChunkSize, check_fast_path, sequence_logps
+from prefkit.policy.lora import device_map, is_lora, save_adapter, save_plain
 from prefkit.policy.sampling import Samples, sample_ids
 from prefkit.policy.tokenizer import fit_word_tokenizer
 
@@ -136,13 +137,16 @@ class Policy:
         device: str | torch.device = "auto",
         dtype: Precision | None = None,
         trust_remote_code: bool = False,
+        quantization_config: Any | None = None,
     ) -> Policy:
         """Load a Hugging Face causal LM and its tokenizer from a local directory.
 
         ``dtype``: ``None``/``"fp32"`` loads float32 weights (a bf16 checkpoint is upcast),
         ``"bf16"`` bfloat16 weights. A string that is not a local path but looks like a Hub id
         (``org/name``) is fetched from the Hub when the machine is online. Remote code runs only
-        with ``trust_remote_code=True``.
+        with ``trust_remote_code=True``. ``quantization_config`` (a bitsandbytes config, see
+        ``prefkit.policy.lora.quantization_config``) loads the weights quantized, straight onto
+        ``device``.
         """
         torch_dtype = resolve_dtype(dtype)
         source = str(path)
@@ -152,33 +156,49 @@ class Policy:
                 raise InputError("not a Hugging Face model directory (no config.json)", file=source)
         elif not _looks_like_hub_id(source):
             raise InputError("model directory does not exist", file=source)
+        target = resolve_device(device)
+        placement: dict[str, Any] = {}
+        if quantization_config is not None:
+            placement = {"quantization_config": quantization_config, "device_map": device_map(target)}
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
             model = AutoModelForCausalLM.from_pretrained(
-                source, trust_remote_code=trust_remote_code, **{_DTYPE_ARGUMENT: torch_dtype}
+                source, trust_remote_code=trust_remote_code, **{_DTYPE_ARGUMENT: torch_dtype}, **placement
             )
         except (OSError, ValueError) as error:
             raise InputError(f"cannot load a causal LM from here: {error}", file=source) from error
-        policy = cls(model.to(resolve_device(device)), tokenizer)
+        policy = cls(model if placement else model.to(target), tokenizer)
         check_fast_path(policy.model)
         return policy
 
     def save(self, directory: str | os.PathLike[str], *, state_dict: dict[str, torch.Tensor] | None = None) -> Path:
         """Write safetensors weights, config and tokenizer into ``directory``, atomically.
 
-        Everything is written into a temporary sibling directory first, which then replaces
-        ``directory`` by rename, so a crash never leaves a half-written checkpoint.
-        ``state_dict``: the weights to write instead of the model's own (the gathered full
-        weights of a sharded FSDP/DeepSpeed run).
+        Always an ordinary Hugging Face directory: a LoRA policy is written merged
+        (``W + (alpha / r) B A``; its adapter alone is :meth:`save_adapter`), an adapters-off
+        reference as its base model. Everything is written into a temporary sibling directory
+        first, which then replaces ``directory`` by rename, so a crash never leaves a
+        half-written checkpoint. ``state_dict``: the weights to write instead of the model's own
+        (the gathered full weights of a sharded FSDP/DeepSpeed run).
         """
         target = Path(directory)
         with atomic_directory(target) as staging, _quiet_progress_bars():
-            if state_dict is None:
-                self.model.save_pretrained(staging)
-            else:
+            if is_lora(self.model):
+                save_plain(self.model, staging)
+            elif state_dict is not None:
                 self.model.save_pretrained(staging, state_dict=state_dict)
+            else:
+                self.model.save_pretrained(staging)
             self.tokenizer.save_pretrained(staging)
         return target
+
+    def save_adapter(self, directory: str | os.PathLike[str], *, base_model: str | None = None) -> Path:
+        """A LoRA policy's PEFT adapter directory (``PeftModel.from_pretrained(base, directory)``
+        loads it; ``base_model`` is recorded as its base), atomically."""
+        if not is_lora(self.model):
+            raise ValueError("save_adapter needs a LoRA policy (lora.r > 0)")
+        with _quiet_progress_bars():
+            return save_adapter(self.model, directory, base_model=base_model)
 
     # -- properties -------------------------------------------------------------------------
 

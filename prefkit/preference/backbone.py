@@ -318,8 +318,15 @@ class TextBackbone(nn.Module):
         }
 
     def save(self, directory: Path) -> None:
+        """``save_pretrained`` of the model and its tokenizer; a LoRA backbone is written merged
+        (an ordinary Hugging Face directory, the same format as without LoRA)."""
+        from prefkit.policy.lora import is_lora, save_plain
+
         with quiet_transformers():
-            self.model.save_pretrained(directory)
+            if is_lora(self.model):
+                save_plain(self.model, directory)
+            else:
+                self.model.save_pretrained(directory)
             self.tokenizer.save_pretrained(directory)
 
 
@@ -423,11 +430,13 @@ def load_backbone(
     max_length: int = 512,
     device: str | torch.device = "cpu",
     trust_remote_code: bool = False,
+    quantization_config: Any | None = None,
 ) -> TextBackbone:
     """A local Hugging Face checkpoint as a backbone: the base model without its LM head.
 
     Only safetensors weights are read (nothing is unpickled); remote code runs only with
-    ``trust_remote_code=True``.
+    ``trust_remote_code=True``. ``quantization_config`` (bitsandbytes, for QLoRA) loads the
+    weights quantized straight onto ``device``.
     """
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
@@ -445,15 +454,22 @@ def load_backbone(
             config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
             resolved = detect_backbone_kind(config) if kind == "auto" else kind
             tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+            placement: dict[str, Any] = {}
+            if quantization_config is not None:
+                from prefkit.policy.lora import device_map
+
+                placement = {"quantization_config": quantization_config,
+                             "device_map": device_map(torch.device(device))}
             model = AutoModel.from_pretrained(
                 source, trust_remote_code=trust_remote_code, use_safetensors=True,
-                **{_DTYPE_ARGUMENT: torch.float32},
+                **{_DTYPE_ARGUMENT: torch.float32}, **placement,
             )
     except (OSError, ValueError, KeyError) as error:
         if isinstance(error, InputError):
             raise
         raise InputError(f"cannot load a backbone from here: {error}", file=str(path)) from error
-    return TextBackbone(model.to(device), tokenizer, kind=resolved, pooling=pooling, max_length=max_length)
+    return TextBackbone(model if placement else model.to(device), tokenizer, kind=resolved, pooling=pooling,
+                        max_length=max_length)
 
 
 def tiny_backbone(

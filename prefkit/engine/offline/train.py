@@ -10,7 +10,15 @@ from typing import Any
 from prefkit.engine.data import TrainData, load_eval_data, load_train_data
 from prefkit.engine.losses import ResolvedLoss, resolve_loss
 from prefkit.engine.methods import Method
-from prefkit.engine.models import build_policy, build_reference, frozen_copy
+from prefkit.engine.models import (
+    build_policy,
+    build_reference,
+    initial_reference,
+    lora_summary,
+    prepare_for_training,
+    save_policy_outputs,
+    with_lora,
+)
 from prefkit.engine.offline.examples import tokenize_lists, tokenize_pairs, tokenize_sequences
 from prefkit.engine.offline.refcache import reference_logps
 from prefkit.engine.offline.shapes import ListwiseShape, OfflineShape, PairwiseShape, SFTShape
@@ -56,10 +64,10 @@ def run_offline(session: RunSession, method: Method, *, data: TrainData | None, 
     data = data or load_train_data(cfg, method)
     held_out = load_eval_data(cfg, method)
     setup_start = time.perf_counter()
-    policy = policy or build_policy(cfg, data.texts(), session.device, session.model_dtype)
-    policy.model.train()
-    if cfg.train.gradient_checkpointing:
-        policy.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    loaded_from_model = policy is None
+    policy = with_lora(cfg, policy) if policy is not None else build_policy(cfg, data.texts(), session.device,
+                                                                            session.model_dtype)
+    prepare_for_training(cfg, policy.model)
     examples = tokenize(method, policy, data, session)
     eval_examples = tokenize(method, policy, held_out, session) if held_out is not None else None
 
@@ -73,7 +81,7 @@ def run_offline(session: RunSession, method: Method, *, data: TrainData | None, 
             eval_ref, _ = reference_logps(eval_examples, reference, cfg.train, session=session)
         ref_s = time.perf_counter() - began
     if evaluate is not None and reference is None:
-        reference = frozen_copy(policy)
+        reference = initial_reference(policy)
     setup_s = time.perf_counter() - setup_start
 
     shape = build_shape(method, session, policy, examples, loss, ref_logps, eval_examples, eval_ref)
@@ -81,9 +89,10 @@ def run_offline(session: RunSession, method: Method, *, data: TrainData | None, 
     fit = session.fit(shape, policy.model, label=method.name, evaluate=world_eval, progress=progress)
 
     def save() -> None:
-        policy.save(session.out / "policy", state_dict=session.state_dict)
-        if reference is not None and not cfg.ref_model and (cfg.model == "tiny" or reference_given):
-            reference.save(session.out / "reference")  # not loadable from a path otherwise (prefkit eval)
+        # reference/: the tiny preset's (or an in-memory) reference is not loadable from a path otherwise
+        save_policy_outputs(cfg, session.out, policy, reference, loaded_from_model=loaded_from_model,
+                            save_reference=not cfg.ref_model and (cfg.model == "tiny" or reference_given),
+                            state_dict=session.state_dict)
 
     session.on_main(save)
     summary = session.finish({
@@ -99,6 +108,7 @@ def run_offline(session: RunSession, method: Method, *, data: TrainData | None, 
         "truncated_rows": examples.truncated,
         "examples": len(examples),
         "processes": session.world,
+        **lora_summary(policy.model),
         **({"eval_examples": len(eval_examples)} if eval_examples is not None else {}),
         **{k: v for k, v in fit.last_metrics.items() if k.startswith("eval/")},
     })

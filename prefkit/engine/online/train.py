@@ -30,7 +30,14 @@ from prefkit.data.records import PromptRecord, Text
 from prefkit.engine.data import TrainData
 from prefkit.engine.losses import resolve_loss
 from prefkit.engine.methods import Method, Recipe
-from prefkit.engine.models import build_policy, build_reference
+from prefkit.engine.models import (
+    build_policy,
+    build_reference,
+    lora_summary,
+    prepare_for_training,
+    save_policy_outputs,
+    with_lora,
+)
 from prefkit.engine.online.judge import OnlineJudge, resolve_judge
 from prefkit.engine.online.methods import resolve_recipe
 from prefkit.engine.online.objectives import BuildContext, get_objective
@@ -112,6 +119,8 @@ class OnlineSetup:
     shape: OnlineShape | None
     """The step shape; ``None`` for best-of-n (nothing to train)."""
     setup_s: float = 0.0
+    loaded_from_model: bool = False
+    """The policy was loaded from ``cfg.model`` (not given in memory)."""
 
 
 def build_online_run(
@@ -143,15 +152,25 @@ def build_online_run(
                           "or online.judge=world-truth")
     if recipe.needs_reward:
         online_judge.uses_reward_model()  # fails early when no scalar reward is available
+    objective = get_objective(recipe.objective)
+    if cfg.lora.enabled and objective.build is None:
+        raise InputError(f"{method.name} trains nothing (it samples n and keeps the best), so LoRA adapters would "
+                         "stay at zero: set lora.r=0", field="lora.r")
+    if cfg.lora.enabled and cfg.online.backend == "vllm":
+        raise InputError("online.backend=vllm copies the policy's plain weights into the engine and does not read "
+                         "LoRA adapters yet: use online.backend=hf with lora.r > 0", field="online.backend")
     answers = load_answers(cfg, data, world, prompts, online_judge) if recipe.needs_answers else None
 
     setup_start = time.perf_counter()
+    loaded_from_model = policy is None
     if policy is None:
         vocabulary = world.vocabulary() if world is not None else []
         answer_texts = [a for a in (answers or {}).values() if isinstance(a, str)]
         texts = [p if isinstance(p, str) else " ".join(m["content"] for m in p) for p in prompts]
         policy = build_policy(cfg, [*texts, *vocabulary, *answer_texts], session.device, session.model_dtype)
-    policy.model.train()
+    else:
+        policy = with_lora(cfg, policy)
+    prepare_for_training(cfg, policy.model)
     if reference is None:
         reference = build_reference(cfg, policy, session.device, session.model_dtype)
     max_prompt = cfg.train.max_length - cfg.online.max_new_tokens
@@ -161,7 +180,6 @@ def build_online_run(
     sampler = Sampler(policy, max_new_tokens=cfg.online.max_new_tokens, top_p=cfg.online.top_p,
                       max_prompt_length=max_prompt, backend=cfg.online.backend,
                       vllm_gpu_memory_utilization=cfg.online.vllm_gpu_memory_utilization)
-    objective = get_objective(recipe.objective)
     shape = None
     if objective.build is not None:
         loss = resolve_loss(method, cfg.loss)
@@ -175,7 +193,7 @@ def build_online_run(
         )
         shape = OnlineShape(session, objective, loss, ctx, prompts, label=method.name)
     return OnlineSetup(recipe, policy, reference, online_judge, sampler, world, shape,
-                       setup_s=time.perf_counter() - setup_start)
+                       setup_s=time.perf_counter() - setup_start, loaded_from_model=loaded_from_model)
 
 
 def run_online(
@@ -202,7 +220,9 @@ def run_online(
     shape, policy, reference = setup.shape, setup.policy, setup.reference
     world_eval = (lambda step: evaluate(policy, reference, step)) if evaluate is not None else None
     fit = session.fit(shape, policy.model, label=method.name, evaluate=world_eval, progress=progress)
-    session.on_main(lambda: policy.save(session.out / "policy", state_dict=session.state_dict))
+    session.on_main(lambda: save_policy_outputs(session.cfg, session.out, policy, reference,
+                                                loaded_from_model=setup.loaded_from_model, save_reference=False,
+                                                state_dict=session.state_dict))
     counters = fit.last_metrics
     summary = session.finish({
         "method": method.name,
@@ -214,6 +234,7 @@ def run_online(
         "setup_s": setup.setup_s,
         "judge": setup.judge.name,
         "processes": session.world,
+        **lora_summary(policy.model),
         "queries": int(counters.get("queries", 0)),
         "reward_evals": int(counters.get("reward_evals", 0)),
         "gen_tokens": int(counters.get("gen_tokens", 0)),

@@ -6,18 +6,21 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from prefkit._atomic import atomic_write_text
+from prefkit._atomic import atomic_directory, atomic_write_text
 from prefkit.config import RunConfig
 from prefkit.data.records import PairRecord
+from prefkit.engine.models import lora_summary, prepare_for_training
 from prefkit.engine.preference.data import PairData, pair_data, read_strength_column
 from prefkit.engine.preference.shape import LossHistory, PreferenceShape
 from prefkit.engine.run import RunSession
 from prefkit.errors import InputError
-from prefkit.preference.backbone import load_backbone, tiny_backbone
+from prefkit.policy.lora import apply_lora, is_lora, quantization_config, save_adapter, save_plain
+from prefkit.preference.backbone import load_backbone, quiet_transformers, tiny_backbone
 from prefkit.preference.heads import build_head
 from prefkit.preference.models import NeuralPreferenceModel, build_model
 
@@ -66,7 +69,14 @@ def build_preference_model(cfg: RunConfig, records: Sequence[PairRecord], device
     are initialised from ``cfg.seed``.
     """
     rm = cfg.rm
+    if cfg.lora.enabled and rm.freeze_backbone:
+        raise InputError("lora.r > 0 trains adapters on the backbone and rm.freeze_backbone=true freezes it (a "
+                         "head-only probe): choose one", field="lora.r")
+    quantization = quantization_config(cfg.lora, torch.device(device), cfg.train.precision)
     if cfg.model == "tiny":
+        if quantization is not None:
+            raise InputError("lora.quantize loads a checkpoint directory quantized, and the tiny preset is built "
+                             "in memory: give --model DIR, or lora.quantize=none", field="lora.quantize")
         texts: list[str] = []
         for r in records:
             for value in (r.prompt, r.chosen, r.rejected):
@@ -75,14 +85,38 @@ def build_preference_model(cfg: RunConfig, records: Sequence[PairRecord], device
                                  device=device)
     else:
         backbone = load_backbone(cfg.model, kind=rm.backbone, pooling=rm.pooling, max_length=cfg.train.max_length,
-                                 device=device, trust_remote_code=cfg.trust_remote_code)
+                                 device=device, trust_remote_code=cfg.trust_remote_code,
+                                 quantization_config=quantization)
     if rm.freeze_backbone:
         backbone.requires_grad_(False)
+    if cfg.lora.enabled:  # adapters on the backbone; the head below trains fully
+        compute = torch.bfloat16 if cfg.train.precision == "bf16" else torch.float32
+        backbone.model = apply_lora(backbone.model, cfg.lora, task_type="FEATURE_EXTRACTION", seed=cfg.seed,
+                                    quantized=quantization is not None, compute_dtype=compute)
+    prepare_for_training(cfg, backbone.model)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         head = build_head(rm.kind, backbone.hidden_size, dim=rm.dim, tau=rm.tau, normalize=rm.normalize,
                           eigenvalues=rm.eigenvalues, dropout=rm.dropout)
+    if quantization is not None:  # the quantized backbone is already placed (bitsandbytes weights are not moved)
+        return build_model(rm.kind, backbone, head.to(device))
     return build_model(rm.kind, backbone, head).to(device)
+
+
+def save_backbone_adapter(cfg: RunConfig, out: Path, model: NeuralPreferenceModel) -> None:
+    """A LoRA preference model's extra outputs: ``out/adapter`` (the backbone's PEFT adapter;
+    ``model/`` already holds the merged backbone and the head) and, for the tiny preset, its base
+    backbone as ``out/base`` (otherwise the base is ``cfg.model``)."""
+    backbone = model.backbone
+    if cfg.model != "tiny":
+        base = Path(cfg.model)
+    else:
+        base = out / "base"
+        with atomic_directory(base) as staging, quiet_transformers():
+            save_plain(backbone.model, staging, merge=False)
+            backbone.tokenizer.save_pretrained(staging)
+    with quiet_transformers():
+        save_adapter(backbone.model, out / "adapter", base_model=str(base.resolve()))
 
 
 @dataclass
@@ -138,6 +172,8 @@ def train_preference_model(
                 return
             save_preference_model(model, session.out / "model", extra={"data": cfg.data.path, "pairs": len(data),
                                                                          "steps": result.steps, "seed": cfg.seed})
+            if is_lora(model.backbone.model):
+                save_backbone_adapter(cfg, session.out, model)
             mean = result.losses.mean()
             rows = [json.dumps({"line": source[1] if source else None, "mean_loss": float(mean[i]),
                                 "visits": int(result.losses.count[i])}) for i, source in enumerate(data.sources)]
@@ -157,6 +193,7 @@ def train_preference_model(
             "wall_s": result.wall_s,
             "setup_s": setup_s,
             "processes": session.world,
+            **lora_summary(model.backbone.model),
             **{k: v for k, v in result.last_metrics.items() if k.startswith("eval/")},
         }
         summary = session.finish(summary) if save else summary
