@@ -11,7 +11,14 @@
 
 from prefkit.policy.encoding import EncodedBatch, SequenceTooLongError, count_tokens
 from prefkit.policy.logps import check_fast_path, sequence_logps, token_logps, use_full_forward
-from prefkit.policy.policy import Policy, build_tiny_checkpoint, resolve_device, resolve_dtype
+from prefkit.policy.policy import (
+    Policy,
+    build_tiny_checkpoint,
+    check_device,
+    require_safetensors,
+    resolve_device,
+    resolve_dtype,
+)
 from prefkit.policy.sampling import Samples
 
 __all__ = [
@@ -20,8 +27,10 @@ __all__ = [
     "Samples",
     "SequenceTooLongError",
     "build_tiny_checkpoint",
+    "check_device",
     "check_fast_path",
     "count_tokens",
+    "require_safetensors",
     "resolve_device",
     "resolve_dtype",
     "sequence_logps",

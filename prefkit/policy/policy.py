@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -37,11 +38,42 @@ TINY_ATTENTION = "sdpa"
 """Attention kernel of the tiny preset (measured against eager on CPU; see docs/policy.md)."""
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` is CUDA when available, else CPU."""
-    if str(device) == "auto":
+_DEVICE = re.compile(r"cpu|mps|cuda(?::(\d+))?")
+
+
+def check_device(device: str | torch.device, *, field: str = "train.device") -> torch.device:
+    """The device ``device`` names, once it is known to exist on this machine.
+
+    ``auto`` is CUDA when available, else CPU; ``cpu``, ``cuda``, ``cuda:N`` and ``mps`` must be
+    present. Anything else, or hardware this machine lacks, is an ``InputError`` naming ``field``
+    (one line for the CLI, instead of torch's assertion deep inside ``model.to``).
+    """
+    text = str(device)
+    if text == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    match = _DEVICE.fullmatch(text)
+    if match is None:
+        raise InputError(f"unknown device {text!r}: use auto, cpu, cuda, cuda:N or mps", field=field)
+    kind, index = text.split(":")[0], match.group(1)
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch is built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise InputError(f"{text} was asked for but {why}; use auto or cpu", field=field)
+        count = torch.cuda.device_count()
+        if index is not None and int(index) >= count:
+            raise InputError(
+                f"{text} was asked for but this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})",
+                field=field,
+            )
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"{text} was asked for but Apple's MPS backend is not available here; use auto or cpu",
+                         field=field)
+    return torch.device(text)
+
+
+def resolve_device(device: str | torch.device = "auto", *, field: str = "train.device") -> torch.device:
+    """``auto`` is CUDA when available, else CPU; other names are checked by :func:`check_device`."""
+    return check_device(device, field=field)
 
 
 def resolve_dtype(dtype: Precision | None) -> torch.dtype:
@@ -145,21 +177,24 @@ class Policy:
         with ``trust_remote_code=True``.
         """
         torch_dtype = resolve_dtype(dtype)
+        target = resolve_device(device)
         source = str(path)
         local = Path(path)
         if local.exists():
             if not local.is_dir() or not (local / "config.json").is_file():
                 raise InputError("not a Hugging Face model directory (no config.json)", file=source)
+            require_safetensors(local)
         elif not _looks_like_hub_id(source):
             raise InputError("model directory does not exist", file=source)
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
             model = AutoModelForCausalLM.from_pretrained(
-                source, trust_remote_code=trust_remote_code, **{_DTYPE_ARGUMENT: torch_dtype}
+                source, trust_remote_code=trust_remote_code, use_safetensors=True,
+                **{_DTYPE_ARGUMENT: torch_dtype},
             )
         except (OSError, ValueError) as error:
             raise InputError(f"cannot load a causal LM from here: {error}", file=source) from error
-        policy = cls(model.to(resolve_device(device)), tokenizer)
+        policy = cls(model.to(target), tokenizer)
         check_fast_path(policy.model)
         return policy
 
@@ -463,6 +498,32 @@ class Policy:
             lengths=lengths.view(count, n),
             finished=finished.view(count, n),
             prompt_ids=prompt_ids,
+        )
+
+
+PICKLED_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+"""Weight files that only ``torch.load``/``pickle`` can read (and that can run code when read)."""
+
+
+def require_safetensors(directory: str | os.PathLike[str]) -> None:
+    """A local model directory must hold safetensors weights: pickled ones are never loaded.
+
+    Raises ``InputError`` naming the directory, with the one-time conversion to run in an
+    environment that trusts the file, when only pickled weights (``pytorch_model.bin``, ...) are
+    there. A directory with no weights at all is left for the loader to report.
+    """
+    folder = Path(directory)
+    if any(folder.glob("*.safetensors")):
+        return
+    pickled = sorted(p.name for pattern in PICKLED_WEIGHTS for p in folder.glob(pattern))
+    if pickled:
+        raise InputError(
+            f"only pickled weights here ({', '.join(pickled[:3])}{', ...' if len(pickled) > 3 else ''}); "
+            "prefkit loads safetensors only, because unpickling can run code. Convert once, in an "
+            "environment where you trust the file: AutoModelForCausalLM.from_pretrained(DIR)"
+            ".save_pretrained(OUT) (transformers 5 writes safetensors; 4.x needs "
+            "safe_serialization=True), then use OUT",
+            file=str(directory),
         )
 
 
