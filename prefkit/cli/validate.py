@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from prefkit.data.readers import MAX_ROW_BYTES
 from prefkit.data.report import MAX_LISTED
 
 
@@ -13,6 +14,12 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
     return value
+
+
+def _row_limit(text: str) -> int | None:
+    if text.lower() == "none":
+        return None
+    return _positive_int(text)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="report invalid rows as skipped (as data.skip_invalid=true would) instead of errors")
     p.add_argument("--dedupe", action="store_true", help="exact duplicate rows are dropped and counted, not errors")
     p.add_argument("--no-ties", action="store_true", help="ties (label 0.5, equal scores) are errors")
+    p.add_argument("--max-row-bytes", type=_row_limit, default=MAX_ROW_BYTES, metavar="N",
+                   help=f"rows longer than N bytes are invalid, as data.max_row_bytes (default {MAX_ROW_BYTES}, "
+                        "16 MiB; 'none': no limit)")
     p.add_argument("--max-errors", type=_positive_int, default=MAX_LISTED, metavar="N",
                    help=f"problems listed before summarising the rest (default {MAX_LISTED})")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -56,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         skip_invalid=args.skip_invalid,
         allow_ties=not args.no_ties,
         dedupe=args.dedupe,
+        max_row_bytes=args.max_row_bytes,
     )
     if args.json:
         print(json.dumps(report.to_json(max_listed=args.max_errors)))

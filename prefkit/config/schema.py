@@ -178,6 +178,15 @@ class DataConfig:
     eval_path: str | None = None
     skip_invalid: bool = False
     """Skip malformed rows (counted and reported) instead of stopping at the first one."""
+    dedupe: bool = False
+    """Drop exact repeats of an earlier row (counted) instead of refusing them."""
+    max_row_bytes: int | None = 16 * 1024 * 1024
+    """A row (JSONL line, or a Parquet row's text) longer than this is invalid and never parsed
+    (16 MiB: ~4M tokens, beyond any context window; ``null``: no limit)."""
+
+    def __post_init__(self) -> None:
+        if self.max_row_bytes is not None and self.max_row_bytes < 1:
+            raise ConfigError(f"data.max_row_bytes: must be null (no limit) or >= 1, got {self.max_row_bytes}")
 
 
 @dataclass(frozen=True)
