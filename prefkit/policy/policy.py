@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +24,7 @@ from prefkit._atomic import atomic_directory
 from prefkit.config import TinyConfig
 from prefkit.data.records import Text
 from prefkit.errors import InputError
+from prefkit.policy import bounded
 from prefkit.policy.encoding import EncodedBatch, Truncation, build_batch
 from prefkit.policy.logps import ChunkSize, check_fast_path, sequence_logps
 from prefkit.policy.sampling import Samples, sample_ids
@@ -276,24 +277,58 @@ class Policy:
                 )
         return "\n".join(message["content"] for message in messages)
 
-    def prompt_ids(self, prompts: Sequence[Text]) -> list[list[int]]:
+    def prompt_ids(self, prompts: Sequence[Text], *, limit: int | None = None) -> list[list[int]]:
         """``[bos] + tokens(render_prompt(p))`` per prompt; each distinct prompt tokenized once
-        (no bos is added when the tokenizer has none or the template already wrote it)."""
+        (no bos is added when the tokenizer has none or the template already wrote it).
+
+        ``limit`` keeps at most that many ids of a longer prompt: its bos and its last
+        ``limit - 1`` tokens (without a bos, its last ``limit``), which is what truncation keeps,
+        and only the end of a long text is tokenized (``prefkit.policy.bounded``).
+        ``limit=max_length + 1`` keeps everything ``build_batch(max_length=...)`` can use and
+        still tells an over-long row.
+        """
         rendered = [self.render_prompt(p) for p in prompts]
         unique = list(dict.fromkeys(rendered))
-        encoded = self.tokenizer(unique, add_special_tokens=False)["input_ids"] if unique else []
         bos = self.tokenizer.bos_token_id
-        if bos is not None:
-            encoded = [ids if ids[:1] == [bos] else [bos, *ids] for ids in encoded]
-        by_text = dict(zip(unique, encoded))
+        encoded = self._encode_all(unique, limit, bounded.tail_ids)
+        out = []
+        for text, ids in zip(unique, encoded):
+            if limit is not None and len(ids) == limit and bounded.is_long(text, limit):
+                out.append([bos, *ids[1:]] if bos is not None else ids)  # the text has >= limit tokens
+                continue
+            if bos is not None and ids[:1] != [bos]:
+                ids = [bos, *ids]
+            if limit is not None and len(ids) > limit:
+                ids = [ids[0], *ids[len(ids) - limit + 1 :]] if bos is not None else ids[len(ids) - limit :]
+            out.append(ids)
+        by_text = dict(zip(unique, out))
         return [by_text[text] for text in rendered]
 
-    def response_ids(self, responses: Sequence[Text], *, add_eos: bool = True) -> list[list[int]]:
-        """``tokens(render_response(r)) + [eos]`` per response."""
+    def response_ids(
+        self, responses: Sequence[Text], *, add_eos: bool = True, limit: int | None = None
+    ) -> list[list[int]]:
+        """``tokens(render_response(r)) + [eos]`` per response; ``limit`` keeps the first
+        ``limit`` of them, tokenizing only the start of a long text (see :meth:`prompt_ids`)."""
         texts = [self.render_response(r) for r in responses]
-        encoded = self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
         eos = [self.tokenizer.eos_token_id] if add_eos else []
-        return [list(ids) + eos for ids in encoded]
+        encoded = self._encode_all(texts, limit, bounded.head_ids)
+        return [(list(ids) + eos)[:limit] if limit is not None else list(ids) + eos for ids in encoded]
+
+    def _encode_all(
+        self, texts: list[str], limit: int | None, window: Callable[..., list[int]]
+    ) -> list[list[int]]:
+        """Token ids (no special tokens) per text: in one batch, except that with ``limit`` a
+        long text gets only the ``limit`` ids ``window`` (head or tail) computes from a window."""
+        if limit is not None and limit <= 0:
+            raise ValueError(f"limit must be positive, got {limit}")
+        long = [limit is not None and bounded.is_long(t, limit) for t in texts]
+        short = [t for t, is_long in zip(texts, long) if not is_long]
+        batch = iter(self.tokenizer(short, add_special_tokens=False)["input_ids"] if short else [])
+        encode = self._encode_one
+        return [window(encode, t, limit) if is_long else list(next(batch)) for t, is_long in zip(texts, long)]
+
+    def _encode_one(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     # -- batches ----------------------------------------------------------------------------
 
@@ -455,10 +490,9 @@ class Policy:
         """
         if n <= 0:
             raise ValueError(f"n must be positive, got {n}")
-        prompt_ids = self.prompt_ids(prompts)
-        if max_prompt_length is not None:
-            keep_bos = self.tokenizer.bos_token_id is not None
-            prompt_ids = [_keep_end(ids, max_prompt_length, keep_bos) for ids in prompt_ids]
+        if max_prompt_length is not None and max_prompt_length <= 0:
+            raise ValueError(f"max_prompt_length must be positive, got {max_prompt_length}")
+        prompt_ids = self.prompt_ids(prompts, limit=max_prompt_length)  # the end, and the bos
         longest = max((len(ids) for ids in prompt_ids), default=0)
         if longest + max_new_tokens > self.max_length:
             raise ValueError(
