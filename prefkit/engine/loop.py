@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from prefkit.config import RunConfig, save_yaml, to_dict
-from prefkit.data import ListRecord, PairRecord
+from prefkit.data import ListRecord, PairRecord, check_batch_size
 from prefkit.engine import checkpoint as ckpt
 from prefkit.engine.examples import tokenize_lists, tokenize_pairs, tokenize_sequences
 from prefkit.engine.methods import Method, get_method
@@ -87,18 +87,18 @@ def seed_everything(seed: int) -> None:
 
 def load_train_data(cfg: RunConfig, method: Method) -> TrainData:
     """Read ``cfg.data.path`` in the shape the method needs."""
-    from prefkit.data import read_lists, read_pairs, read_prompts
+    from prefkit.data import read_lists, read_options, read_pairs, read_prompts
 
     if cfg.data.path is None:
         raise InputError("no training data: pass --data FILE", field="data.path")
     path = cfg.data.path
     if method.step == "listwise":
-        records, report = read_lists(path, skip_invalid=cfg.data.skip_invalid)
+        records, report = read_lists(path, **read_options(cfg.data))
         return TrainData(lists=records, report=report)
     if method.step == "online":
-        prompts, report = read_prompts(path, skip_invalid=cfg.data.skip_invalid)
+        prompts, report = read_prompts(path, **read_options(cfg.data))
         return TrainData(prompts=prompts, report=report)
-    records, report = read_pairs(path, skip_invalid=cfg.data.skip_invalid)
+    records, report = read_pairs(path, **read_options(cfg.data))
     if method.step == "sft":
         return TrainData(
             sequences=[(r.prompt, r.chosen) for r in records],
@@ -348,6 +348,7 @@ def train(
         if not data.lists:
             raise InputError(f"method {method.name} needs ranked lists (prompt/responses/scores)")
         examples = tokenize_lists(policy, data.lists, cfg.train)
+    check_batch_size(cfg.train.batch_size, len(examples), file=cfg.data.path)
 
     ref_logps, cache_hit, ref_s = None, False, 0.0
     needs_reference = loss is not None and loss.spec.needs_reference

@@ -41,7 +41,7 @@ from prefkit.data.records import PairRecord
 from prefkit.engine.loop import batch_indices, optimize, start_run
 from prefkit.errors import InputError
 from prefkit.losses import bradley_terry, gpm
-from prefkit.preference.backbone import TextBackbone, load_backbone, tiny_backbone
+from prefkit.preference.backbone import TextBackbone, check_lengths, load_backbone, tiny_backbone
 from prefkit.preference.base import TIE
 from prefkit.preference.heads import build_head
 from prefkit.preference.models import (
@@ -364,7 +364,7 @@ def train_preference_model(
     ``config.yaml``, ``metrics.jsonl``, ``metrics.json``, ``checkpoints/``, ``model/`` (the saved
     preference model, docs/preference.md) and ``training_dynamics.jsonl`` (each pair's mean
     training loss)."""
-    from prefkit.data import read_pairs
+    from prefkit.data import check_batch_size, read_options, read_pairs
     from prefkit.policy import resolve_device
     from prefkit.preference.evaluation import evaluate_pairs
     from prefkit.preference.io import save_preference_model
@@ -375,9 +375,9 @@ def train_preference_model(
     if records is None:
         if cfg.data.path is None:
             raise InputError("no training data: pass --data FILE", field="data.path")
-        records, report = read_pairs(cfg.data.path, skip_invalid=cfg.data.skip_invalid)
+        records, report = read_pairs(cfg.data.path, **read_options(cfg.data))
     if eval_records is None and cfg.data.eval_path:
-        eval_records, _ = read_pairs(cfg.data.eval_path, skip_invalid=cfg.data.skip_invalid)
+        eval_records, _ = read_pairs(cfg.data.eval_path, **read_options(cfg.data))
     strength = None
     if cfg.rm.adaptive_margin:
         if cfg.data.path is None:
@@ -385,7 +385,9 @@ def train_preference_model(
         strength = read_strength_column(cfg.data.path, records)
     setup = time.perf_counter()
     model = build_preference_model(cfg, records, device)
+    check_lengths(model.backbone, records, pairwise=cfg.rm.kind == "pairpm", truncation=cfg.train.truncation)
     data = pair_data(model.backbone, records, cfg.rm, strength=strength)
+    check_batch_size(cfg.train.batch_size, len(data), what="pairs", file=cfg.data.path)
     setup_s = time.perf_counter() - setup
     evaluate = (lambda step: evaluate_pairs(model, eval_records)) if eval_records else None
     result = fit(cfg, model, data, resume_from=latest, progress=progress, evaluate=evaluate)
