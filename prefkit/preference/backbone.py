@@ -125,11 +125,13 @@ class TokenBatch:
 
 
 def _waterfill(lengths: Sequence[int], budget: int) -> list[int]:
-    """Keep as much of each response as fits: short ones whole, the rest share equally."""
+    """Keep as much of each response as fits: short ones whole, the rest share equally.
+    Responses longer than the whole budget count as equally long (earlier ones first), so the
+    cut does not depend on how far past the budget they go (nor on ids never tokenized)."""
     keep = list(lengths)
     if sum(keep) <= budget:
         return keep
-    order = sorted(range(len(keep)), key=lambda i: keep[i])
+    order = sorted(range(len(keep)), key=lambda i: min(keep[i], budget + 1))
     left, remaining = budget, len(keep)
     for i in order:
         share = left // remaining
