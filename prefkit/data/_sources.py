@@ -100,12 +100,13 @@ def row_bytes(value: Any) -> int:
     return 8
 
 
-def _lines(handle: Any, limit: int | None) -> Iterator[tuple[bytes | None, int]]:
-    """``(line, size)`` per line of a binary file; a line longer than ``limit`` bytes (line ending
-    excluded) is skipped in 1 MiB pieces and yields ``(None, size)``, so memory stays bounded."""
+def _lines(handle: Any, limit: int | None) -> Iterator[tuple[bytes | None, int, int]]:
+    """``(line, bytes in the file, bytes without the line ending)`` per line of a binary file; a
+    line longer than ``limit`` is skipped in 1 MiB pieces and comes as ``None``, so memory stays
+    bounded."""
     if limit is None:
         for raw in handle:
-            yield raw, len(raw)
+            yield raw, len(raw), len(raw)
         return
     while raw := handle.readline(limit + 2):  # room for the content and "\r\n"
         size, tail = len(raw), raw[-2:]
@@ -115,7 +116,7 @@ def _lines(handle: Any, limit: int | None) -> Iterator[tuple[bytes | None, int]]
                 break
             size, tail = size + len(more), (tail + more)[-2:]
         content = size - (2 if tail == b"\r\n" else 1 if tail.endswith(b"\n") else 0)
-        yield (raw, size) if content <= limit else (None, content)
+        yield (raw if content <= limit else None), size, content
 
 
 def _jsonl_rows(
@@ -123,10 +124,10 @@ def _jsonl_rows(
 ) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
     offset = 0
     with path.open("rb") as handle:
-        for line_no, (raw, size) in enumerate(_lines(handle, max_row_bytes), start=1):
+        for line_no, (raw, size, content) in enumerate(_lines(handle, max_row_bytes), start=1):
             start, offset = offset, offset + size
             if raw is None:
-                yield line_no, RowError(name, line_no, None, row_too_long(size, max_row_bytes or 0, "the line"))
+                yield line_no, RowError(name, line_no, None, row_too_long(content, max_row_bytes or 0, "the line"))
                 continue
             body = raw[3:] if line_no == 1 and raw.startswith(b"\xef\xbb\xbf") else raw
             if not body.strip():

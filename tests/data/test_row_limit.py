@@ -91,3 +91,11 @@ def test_validate_cli_takes_the_limit(jsonl, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["errors"][0]["line"] == 2 and "data.max_row_bytes" in report["errors"][0]["reason"]
     assert main(["validate", "--data", str(path), "--max-row-bytes", "none", "--json"]) == 0
+
+
+def test_byte_offsets_after_a_skipped_line_stay_right(tmp_path):
+    path = tmp_path / "data.jsonl"
+    first = json.dumps(pair("x " * 600)).encode() + b"\r\n"
+    path.write_bytes(first + b'{"prompt": "q", "chosen": "\xff", "rejected": "no"}\n')
+    errors = validate(path, max_row_bytes=1000).errors
+    assert errors[1].reason == f"invalid UTF-8 at byte offset 27 of the line (offset {len(first) + 27} in the file)"
