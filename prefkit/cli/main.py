@@ -51,16 +51,38 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "(torchrun / accelerate launch); only `prefkit train` and `prefkit rm train` "
                              "train across processes")
         return int(args.func(args) or 0)
-    except (ConfigError, InputError, NonFiniteLossError, LLMError, ValueError) as err:
-        if os.environ.get("PREFKIT_DEBUG"):
+    except (ConfigError, InputError, NonFiniteLossError, LLMError, ValueError, OSError) as err:
+        if os.environ.get("PREFKIT_DEBUG") or not is_user_error(err):
             raise
+        message = describe_error(err)
         if getattr(args, "json", False):
-            print(json.dumps({"error": str(err)}))
-        print(f"prefkit {args.command}: error: {err}", file=sys.stderr)
+            print(json.dumps({"error": message}))
+        print(f"prefkit {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"prefkit {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def is_user_error(err: BaseException) -> bool:
+    """Errors a user causes and can fix get one line; anything else keeps its traceback.
+
+    Filesystem errors count when they name a path (a missing, unreadable or unwritable file or
+    directory, a full disk); an ``OSError`` without a path is not the user's to fix.
+    """
+    if isinstance(err, OSError):
+        return err.filename is not None
+    return True
+
+
+def describe_error(err: BaseException) -> str:
+    """The one-line message; a filesystem error as ``path: reason`` (with how to see the
+    traceback, in case the path is prefkit's own rather than one the user gave)."""
+    if isinstance(err, OSError):
+        path = err.filename if err.filename2 is None else err.filename2  # a rename: its target
+        reason = err.strerror or type(err).__name__
+        return f"{path}: {reason} ({type(err).__name__}; PREFKIT_DEBUG=1 shows the traceback)"
+    return str(err)
 
 
 if __name__ == "__main__":

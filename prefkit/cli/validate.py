@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from prefkit.data.readers import MAX_ROW_BYTES
 from prefkit.data.report import MAX_LISTED
 
 
@@ -13,6 +14,12 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
     return value
+
+
+def _row_limit(text: str) -> int | None:
+    if text.lower() == "none":
+        return None
+    return _positive_int(text)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,6 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scale", default=None, metavar="LOW-HIGH",
                    help="ratings files: the declared scale (e.g. 1-5, 1-10); ratings outside it are errors")
     p.add_argument("--integer", action="store_true", help="ratings files: ratings must be whole numbers")
+    p.add_argument("--max-row-bytes", type=_row_limit, default=MAX_ROW_BYTES, metavar="N",
+                   help=f"rows longer than N bytes are invalid, as data.max_row_bytes (default {MAX_ROW_BYTES}, "
+                        "16 MiB; 'none': no limit)")
     p.add_argument("--max-errors", type=_positive_int, default=MAX_LISTED, metavar="N",
                    help=f"problems listed before summarising the rest (default {MAX_LISTED})")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -96,6 +106,7 @@ def _pairwise_report(args: argparse.Namespace, hf_counter, validate):
         skip_invalid=args.skip_invalid,
         allow_ties=not args.no_ties,
         dedupe=args.dedupe,
+        max_row_bytes=args.max_row_bytes,
     )
 
 

@@ -9,8 +9,36 @@ output. Field names used by code outside this repository (keep them stable): ``t
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from prefkit.config.strict import ConfigError, CrossSectionError
+
+DEVICES = re.compile(r"auto|cpu|cuda|cuda:\d+|mps")
+"""Values ``train.device`` accepts (whether the hardware is present is checked at run start,
+by ``prefkit.policy.check_device``)."""
+
+MAX_LR = 1.0
+"""Largest ``train.lr`` accepted. AdamW moves every weight by about ``lr`` per step whatever the
+gradient's scale, so ``lr > 1`` (weights are typically O(0.01-0.1)) destroys any model in one
+step; a value like ``1e20`` is a typo, not a setting."""
+
+
+def _number(key: str, value: float, *, low: float | None = None, high: float | None = None,
+            low_open: bool = False, high_open: bool = False, hint: str = "") -> None:
+    """``value`` is a finite number within the bounds, or a ``ConfigError`` names ``key``."""
+    inside = math.isfinite(value)
+    if inside and low is not None:
+        inside = value > low if low_open else value >= low
+    if inside and high is not None:
+        inside = value < high if high_open else value <= high
+    if inside:
+        return
+    lo = "(-inf" if low is None else f"{'(' if low_open else '['}{low:g}"
+    hi = "inf)" if high is None else f"{high:g}{')' if high_open else ']'}"
+    raise ConfigError(f"{key}: must be a finite number in {lo}, {hi}, got {value!r}{hint}")
 
 
 @dataclass(frozen=True)
@@ -99,8 +127,32 @@ class TrainConfig:
             raise ValueError(
                 f"train.grad_accum ({self.grad_accum}) must divide train.batch_size ({self.batch_size})"
             )
-        if self.lr <= 0:
-            raise ValueError(f"train.lr must be positive, got {self.lr}")
+        _number("train.lr", self.lr, low=0.0, low_open=True, high=MAX_LR,
+                hint=" (AdamW moves every weight by about lr per step; typical values are 1e-6 to 1e-2)")
+        _number("train.weight_decay", self.weight_decay, low=0.0)
+        for name in ("adam_beta1", "adam_beta2"):
+            _number(f"train.{name}", getattr(self, name), low=0.0, high=1.0, high_open=True)
+        _number("train.adam_eps", self.adam_eps, low=0.0, low_open=True)
+        if self.max_grad_norm is not None:
+            _number("train.max_grad_norm", self.max_grad_norm, low=0.0, low_open=True,
+                    hint=" (null disables clipping)")
+        for name in ("warmup_steps", "eval_every", "save_every", "bucket_overhead"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name}: must be >= 0, got {getattr(self, name)}")
+        if self.log_every < 1:
+            raise ConfigError(f"train.log_every: must be >= 1 (log every N steps), got {self.log_every}")
+        if self.max_length < 2:
+            raise ConfigError(f"train.max_length: must be at least 2 (a prompt token and a response token), "
+                              f"got {self.max_length}")
+        if self.max_prompt_length is not None and not 1 <= self.max_prompt_length < self.max_length:
+            raise ConfigError(
+                f"train.max_prompt_length: must be in [1, train.max_length={self.max_length}), "
+                f"got {self.max_prompt_length} (null: half of max_length)"
+            )
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"train.threads: must be null (torch's default) or >= 1, got {self.threads}")
+        if not DEVICES.fullmatch(self.device):
+            raise ConfigError(f"train.device: {self.device!r} is not one of auto, cpu, cuda, cuda:N, mps")
         trackers = self.report_to.split(",") if isinstance(self.report_to, str) else list(self.report_to)
         object.__setattr__(self, "report_to", [t.strip() for t in trackers if t.strip()] or ["none"])
 
@@ -120,6 +172,13 @@ class LossConfig:
     nll_weight: float = 0.0
     """Weight of an NLL term on the chosen response (RPO)."""
 
+    def __post_init__(self) -> None:
+        if self.beta is not None:
+            _number("loss.beta", self.beta, low=0.0, low_open=True)
+        for name, weight in self.weights.items():
+            _number(f"loss.weights.{name}", weight, low=0.0)
+        _number("loss.nll_weight", self.nll_weight, low=0.0)
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -129,6 +188,15 @@ class DataConfig:
     eval_path: str | None = None
     skip_invalid: bool = False
     """Skip malformed rows (counted and reported) instead of stopping at the first one."""
+    dedupe: bool = False
+    """Drop exact repeats of an earlier row (counted) instead of refusing them."""
+    max_row_bytes: int | None = 16 * 1024 * 1024
+    """A row (JSONL line, or a Parquet row's text) longer than this is invalid and never parsed
+    (16 MiB: ~4M tokens, beyond any context window; ``null``: no limit)."""
+
+    def __post_init__(self) -> None:
+        if self.max_row_bytes is not None and self.max_row_bytes < 1:
+            raise ConfigError(f"data.max_row_bytes: must be null (no limit) or >= 1, got {self.max_row_bytes}")
 
 
 @dataclass(frozen=True)
@@ -210,8 +278,7 @@ class OnlineConfig:
             raise ValueError(f"online.samples_per_prompt must be positive, got {self.samples_per_prompt}")
         if self.iterations is not None and self.iterations < 1:
             raise ValueError(f"online.iterations must be positive, got {self.iterations}")
-        if self.temperature <= 0:
-            raise ValueError(f"online.temperature must be positive, got {self.temperature}")
+        _number("online.temperature", self.temperature, low=0.0, low_open=True)
         if not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"online.top_p must be in (0, 1], got {self.top_p}")
         for name in ("mixture_coef", "sample_mixture"):
@@ -248,8 +315,7 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if self.prompts <= 0 or self.samples <= 0 or self.max_new_tokens <= 0:
             raise ValueError("eval.prompts, eval.samples and eval.max_new_tokens must be positive")
-        if self.temperature <= 0:
-            raise ValueError(f"eval.temperature must be positive, got {self.temperature}")
+        _number("eval.temperature", self.temperature, low=0.0, low_open=True)
 
 
 @dataclass(frozen=True)
@@ -289,14 +355,13 @@ class RewardModelConfig:
     def __post_init__(self) -> None:
         if self.dim <= 0 or self.dim % 2:
             raise ValueError(f"rm.dim must be a positive even number (2k), got {self.dim}")
-        if not self.tau > 0:
-            raise ValueError(f"rm.tau must be positive, got {self.tau}")
+        _number("rm.tau", self.tau, low=0.0, low_open=True)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"rm.dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 <= self.label_smoothing < 0.5:
             raise ValueError(f"rm.label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
-        if self.margin < 0 or self.adaptive_margin < 0:
-            raise ValueError("rm.margin and rm.adaptive_margin must be >= 0")
+        _number("rm.margin", self.margin, low=0.0)
+        _number("rm.adaptive_margin", self.adaptive_margin, low=0.0)
         if self.kind == "pairpm" and (self.margin or self.adaptive_margin):
             raise ValueError("rm.margin/rm.adaptive_margin need a score difference; pairpm has none")
         if self.kind == "gpm" and self.adaptive_margin:
@@ -382,3 +447,12 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     rm: RewardModelConfig = field(default_factory=RewardModelConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
+
+    def __post_init__(self) -> None:
+        """Rules across sections (each section checks its own keys)."""
+        if self.model == "tiny" and self.tiny.max_position_embeddings < self.train.max_length:
+            raise CrossSectionError(
+                f"tiny.max_position_embeddings ({self.tiny.max_position_embeddings}) is smaller than "
+                f"train.max_length ({self.train.max_length}): the tiny model has no positions for the "
+                "longer sequences; raise tiny.max_position_embeddings or lower train.max_length"
+            )

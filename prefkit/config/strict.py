@@ -7,12 +7,18 @@ the annotated type (``int``, ``float``, ``bool``, ``str``, ``Literal``, ``Option
 
 Command-line overrides are dotted ``key=value`` strings whose value is parsed as YAML, so
 ``train.lr=3e-4``, ``loss.params={label_smoothing: 0.1}`` and ``eval.worlds=[a, b]`` all work.
+
+YAML is read strictly: a key given twice in one mapping is an error (naming both lines), and
+only ``true``/``false`` are booleans. YAML 1.1's other boolean words (``yes``, ``no``, ``on``,
+``off``), which PyYAML would silently read as booleans, are refused wherever they
+appear unquoted (quote them to mean the string).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -26,6 +32,63 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A configuration value or key is invalid; the message names the dotted path."""
+
+
+class CrossSectionError(ConfigError):
+    """A rule between keys of different sections is broken. A file alone may break one that the
+    command-line overrides then fix, so :func:`load` checks these on the merged config only."""
+
+
+class Yaml11Bool(str):
+    """An unquoted YAML 1.1 boolean word other than true/false (``yes``, ``off``, ...), kept as
+    text so that :func:`from_dict` can refuse it by name instead of guessing."""
+
+
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_YAML11_BOOL_TAG = "tag:prefkit,2025:yaml11-bool"
+
+
+class _DuplicateKey(yaml.MarkedYAMLError):
+    pass
+
+
+class StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 booleans (only true/false) and no duplicate keys."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                seen = key in first_line
+            except TypeError:  # an unhashable key: SafeLoader reports it below
+                continue
+            if seen:
+                raise _DuplicateKey(
+                    problem=f"duplicate key '{key}' (first given at line {first_line[key]})",
+                    problem_mark=key_node.start_mark,
+                )
+            first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+StrictLoader.add_implicit_resolver(
+    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+StrictLoader.add_implicit_resolver(
+    _YAML11_BOOL_TAG, re.compile(r"^(?:yes|Yes|YES|no|No|NO|on|On|ON|off|Off|OFF)$"), list("yYnNoO"),
+)
+StrictLoader.add_constructor(_YAML11_BOOL_TAG, lambda loader, node: Yaml11Bool(loader.construct_scalar(node)))
+
+
+def safe_load(text: str) -> Any:
+    """Parse YAML text with :class:`StrictLoader` (safe: plain data only)."""
+    return yaml.load(text, Loader=StrictLoader)  # a SafeLoader subclass: plain data only
 
 
 def _suggest(key: str, valid: Iterable[str]) -> str:
@@ -45,6 +108,7 @@ def _type_name(tp: Any) -> str:
 
 def _convert(value: Any, tp: Any, path: str) -> Any:
     """Convert ``value`` to annotated type ``tp`` or raise ``ConfigError`` naming ``path``."""
+    _refuse_yaml11_bools(value, path)
     if tp is Any:
         return value
     origin = typing.get_origin(tp)
@@ -114,6 +178,22 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
     raise ConfigError(f"{path}: cannot read {value!r} as {_type_name(tp)}")
 
 
+def _refuse_yaml11_bools(value: Any, path: str) -> None:
+    """An unquoted ``yes``/``no``/``on``/``off`` anywhere in ``value`` is an error naming it."""
+    if isinstance(value, Yaml11Bool):
+        raise ConfigError(
+            f"{path}: {str(value)!r} is a YAML 1.1 boolean, which prefkit does not guess at: "
+            f"write true/false (or quote '{value}' if you mean the text)"
+        )
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _refuse_yaml11_bools(key, _join(path, str(key)))
+            _refuse_yaml11_bools(item, _join(path, str(key)))
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _refuse_yaml11_bools(item, f"{path}[{i}]")
+
+
 def from_dict(cls: type[T], data: Mapping[str, Any], *, prefix: str = "") -> T:
     """Build dataclass ``cls`` from a mapping, rejecting unknown keys and ill-typed values."""
     if not isinstance(data, Mapping):
@@ -122,6 +202,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, prefix: str = "") -> T:
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for key, value in data.items():
+        _refuse_yaml11_bools(key, _join(prefix, str(key)))
         if key not in fields:
             raise ConfigError(f"{_join(prefix, str(key))}: unknown key{_suggest(str(key), fields)}")
         kwargs[key] = _convert(value, hints[key], _join(prefix, key))
@@ -169,7 +250,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {text!r}: empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as err:
         raise ConfigError(f"override {text!r}: cannot parse value: {err}") from err
     return key.split("."), value
@@ -200,14 +281,23 @@ def apply_overrides(cls: type, data: dict[str, Any], overrides: Iterable[str]) -
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, reporting the file (and line, where YAML gives one) on error."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory; --config takes a YAML file")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as err:
         raise ConfigError(f"{path}: no such config file") from err
+    except PermissionError as err:
+        raise ConfigError(f"{path}: cannot read the config file (permission denied)") from err
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the config file ({err.strerror or err})") from err
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not valid UTF-8 ({err.reason} at byte {err.start})") from err
     try:
-        data = yaml.safe_load(text)
+        data = safe_load(text)
+    except _DuplicateKey as err:
+        mark = err.problem_mark
+        raise ConfigError(f"{path}:{mark.line + 1}: {err.problem}") from err
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
@@ -225,6 +315,8 @@ def load(cls: type[T], path: str | Path | None = None, overrides: Iterable[str] 
     if path is not None:
         try:
             from_dict(cls, data)
+        except CrossSectionError:
+            pass  # the overrides may fix it: checked on the merged config below
         except ConfigError as err:
             raise ConfigError(f"{path}: {err}") from err
     return from_dict(cls, apply_overrides(cls, data, overrides))

@@ -1,6 +1,8 @@
 """Feedback records, readers, writers and validation (docs/data.md)."""
 
+from prefkit.data.lengths import LengthProblem, over_length
 from prefkit.data.readers import (
+    MAX_ROW_BYTES,
     detect_kind,
     read_feedback,
     read_lists,
@@ -10,6 +12,7 @@ from prefkit.data.readers import (
 )
 from prefkit.data.records import ListRecord, Message, PairRecord, PromptRecord, Source, Text
 from prefkit.data.report import InvalidRowsError, LengthStats, ReadReport, RowError
+from prefkit.data.run_checks import check_batch_size, read_options
 from prefkit.data.split import split
 from prefkit.data.tokens import (
     TokenCounter,
@@ -21,7 +24,9 @@ from prefkit.data.tokens import (
 from prefkit.data.writers import to_hf_dataset, write_jsonl, write_parquet
 
 __all__ = [
+    "MAX_ROW_BYTES",
     "InvalidRowsError",
+    "LengthProblem",
     "LengthStats",
     "ListRecord",
     "Message",
@@ -32,10 +37,13 @@ __all__ = [
     "Source",
     "Text",
     "TokenCounter",
+    "check_batch_size",
     "detect_kind",
     "hf_counter",
+    "over_length",
     "read_feedback",
     "read_lists",
+    "read_options",
     "read_pairs",
     "read_prompts",
     "render_plain",

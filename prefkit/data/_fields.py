@@ -6,6 +6,7 @@ import math
 from numbers import Real
 from typing import Any
 
+from prefkit.data.boundaries import chunks
 from prefkit.data.records import Message, Text
 
 
@@ -58,6 +59,22 @@ def parse_text(value: Any, field: str) -> Text:
     return messages
 
 
+def check_response_roles(response: Text, field: str, *, first_index: int = 0) -> None:
+    """A conversational response holds only the assistant's turn(s): every message's role is
+    ``assistant`` (what the trainers render). ``first_index`` is the response's first message's
+    index in the row's original list (after an implicit prompt was split off)."""
+    if not isinstance(response, list):
+        return
+    for i, message in enumerate(response, start=first_index):
+        if message["role"] != "assistant":
+            raise RowProblem(
+                f"{field}[{i}].role",
+                f"is {message['role']!r}, but a response holds only assistant messages (earlier "
+                "turns belong in the prompt; without a prompt column, the turns shared by all "
+                "responses become the prompt)",
+            )
+
+
 def is_conversation(text: Text) -> bool:
     return isinstance(text, list)
 
@@ -69,11 +86,19 @@ def is_empty(text: Text) -> bool:
     return all(not m["content"].strip() for m in text)
 
 
+def _squeeze(text: str) -> str:
+    """``" ".join(text.split())``, splitting a long text in chunks first (no list of millions of
+    words for a huge row)."""
+    if len(text) <= 1 << 20:
+        return " ".join(text.split())
+    return " ".join(s for chunk in chunks(text, spaces_only=True) if (s := " ".join(chunk.split())))
+
+
 def canonical(text: Text) -> str:
     """Whitespace-normalised form used to decide whether two texts say the same thing."""
     if isinstance(text, str):
-        return " ".join(text.split())
-    return "\n".join(f"{m['role']}: {' '.join(m['content'].split())}" for m in text)
+        return _squeeze(text)
+    return "\n".join(f"{m['role']}: {_squeeze(m['content'])}" for m in text)
 
 
 def parse_number(value: Any, field: str, *, low: float | None = None, high: float | None = None) -> float:

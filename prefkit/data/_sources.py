@@ -36,11 +36,13 @@ class RowSource:
     blank_lines: list[int]
 
 
-def open_source(data: Any) -> RowSource:
+def open_source(data: Any, *, max_row_bytes: int | None = None) -> RowSource:
     """Open a path (JSONL, Parquet, ``save_to_disk`` directory) or a ``datasets.Dataset``.
 
     Path problems (missing file, unknown type) raise :class:`InputError`; a file that opens but
-    cannot be read raises :class:`FileContentError`.
+    cannot be read raises :class:`FileContentError`. A JSONL line longer than ``max_row_bytes``
+    is read in bounded pieces and becomes a :class:`RowError` (columnar rows are measured by the
+    reader with :func:`row_bytes`).
     """
     if not isinstance(data, (str, os.PathLike)):
         return _dataset_source(data, "<datasets.Dataset>")
@@ -53,7 +55,7 @@ def open_source(data: Any) -> RowSource:
     suffix = path.suffix.lower()
     if suffix in JSONL_SUFFIXES:
         blank: list[int] = []
-        return RowSource(name, None, _jsonl_rows(path, name, blank), blank)
+        return RowSource(name, None, _jsonl_rows(path, name, blank, max_row_bytes), blank)
     if suffix in PARQUET_SUFFIXES:
         return _parquet_source(path, name)
     raise InputError(
@@ -78,11 +80,55 @@ class _DuplicateKey(ValueError):
         self.key = key
 
 
-def _jsonl_rows(path: Path, name: str, blank: list[int]) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+def row_too_long(size: int, limit: int, what: str = "row") -> str:
+    """The reason of a row over the byte limit (one wording for every source)."""
+    return (
+        f"{what} is {size} bytes, over the limit of {limit} bytes per row (data.max_row_bytes; "
+        "validate: --max-row-bytes; raise it to read longer rows)"
+    )
+
+
+def row_bytes(value: Any) -> int:
+    """UTF-8 bytes of the text in a row (strings in nested lists and dicts, keys included);
+    numbers and other scalars count 8 bytes."""
+    if isinstance(value, str):
+        return len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
+    if isinstance(value, dict):
+        return sum(row_bytes(k) + row_bytes(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return sum(row_bytes(v) for v in value)
+    return 8
+
+
+def _lines(handle: Any, limit: int | None) -> Iterator[tuple[bytes | None, int, int]]:
+    """``(line, bytes in the file, bytes without the line ending)`` per line of a binary file; a
+    line longer than ``limit`` is skipped in 1 MiB pieces and comes as ``None``, so memory stays
+    bounded."""
+    if limit is None:
+        for raw in handle:
+            yield raw, len(raw), len(raw)
+        return
+    while raw := handle.readline(limit + 2):  # room for the content and "\r\n"
+        size, tail = len(raw), raw[-2:]
+        while not tail.endswith(b"\n"):  # a line over the limit: its rest is counted, not kept
+            more = handle.readline(1 << 20)
+            if not more:
+                break
+            size, tail = size + len(more), (tail + more)[-2:]
+        content = size - (2 if tail == b"\r\n" else 1 if tail.endswith(b"\n") else 0)
+        yield (raw if content <= limit else None), size, content
+
+
+def _jsonl_rows(
+    path: Path, name: str, blank: list[int], max_row_bytes: int | None = None
+) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
     offset = 0
     with path.open("rb") as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            start, offset = offset, offset + len(raw)
+        for line_no, (raw, size, content) in enumerate(_lines(handle, max_row_bytes), start=1):
+            start, offset = offset, offset + size
+            if raw is None:
+                yield line_no, RowError(name, line_no, None, row_too_long(content, max_row_bytes or 0, "the line"))
+                continue
             body = raw[3:] if line_no == 1 and raw.startswith(b"\xef\xbb\xbf") else raw
             if not body.strip():
                 blank.append(line_no)
@@ -102,7 +148,8 @@ def _jsonl_rows(path: Path, name: str, blank: list[int]) -> Iterator[tuple[int, 
                 yield line_no, RowError(name, line_no, err.key, f"key '{err.key}' appears twice in one object")
                 continue
             except json.JSONDecodeError as err:
-                yield line_no, RowError(name, line_no, None, f"malformed JSON: {err.msg} at column {err.colno}")
+                what = err.msg.removesuffix(" at")  # "Unterminated string starting at"
+                yield line_no, RowError(name, line_no, None, f"malformed JSON: {what} at column {err.colno}")
                 continue
             if not isinstance(row, dict):
                 hint = ""

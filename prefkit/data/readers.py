@@ -26,6 +26,7 @@ from typing import Any, Literal
 from prefkit.data._fields import (
     RowProblem,
     canonical,
+    check_response_roles,
     is_conversation,
     is_empty,
     parse_number,
@@ -33,7 +34,8 @@ from prefkit.data._fields import (
     split_implicit_prompt,
     type_name,
 )
-from prefkit.data._sources import FileContentError, RowSource, open_source
+from prefkit.data._sources import FileContentError, RowSource, open_source, row_bytes, row_too_long
+from prefkit.data.lengths import over_length
 from prefkit.data.records import ListRecord, PairRecord, PromptRecord, Text
 from prefkit.data.report import InvalidRowsError, Kind, LengthStats, ReadReport, RowError
 from prefkit.data.tokens import TokenCounter, as_counter, render_plain
@@ -82,6 +84,13 @@ def detect_kind(columns: Iterable[str]) -> Kind:
     )
 
 
+MAX_ROW_BYTES = 16 * 1024 * 1024
+"""Default limit on one row's size (``data.max_row_bytes``): 16 MiB of text is about 4M tokens,
+four times the longest context windows in use, so a longer row is almost surely a broken file
+(a missing newline, a whole file pasted into a cell) rather than an example to train on; it is
+refused before any work on it instead of costing gigabytes of memory."""
+
+
 @dataclass(frozen=True)
 class _Options:
     skip_invalid: bool = False
@@ -90,6 +99,7 @@ class _Options:
     max_length: int | None = None
     truncation: Truncation = "truncate"
     counter: TokenCounter | None = None
+    max_row_bytes: int | None = MAX_ROW_BYTES
 
 
 def _text_key(text: Text) -> Hashable:
@@ -168,6 +178,9 @@ def _parse_pair(row: dict[str, Any], source: tuple[str, int]) -> tuple[PairRecor
         if is_empty(text):
             after = " after splitting off the shared prompt" if implicit else ""
             raise RowProblem(name, f"is empty{after}: a response must have content")
+    shared = len(prompt) if implicit and isinstance(prompt, list) else 0
+    for name, text in (("chosen", chosen), ("rejected", rejected)):
+        check_response_roles(text, name, first_index=shared)
     if canonical(chosen) == canonical(rejected):
         raise RowProblem(
             "rejected", "is identical to chosen (ignoring whitespace): the pair carries no preference"
@@ -221,6 +234,9 @@ def _parse_list(row: dict[str, Any], source: tuple[str, int]) -> tuple[ListRecor
         if is_empty(response):
             after = " after splitting off the shared prompt" if implicit else ""
             raise RowProblem(f"responses[{i}]", f"is empty{after}: a response must have content")
+    shared = len(prompt) if implicit and isinstance(prompt, list) else 0
+    for i, response in enumerate(responses):
+        check_response_roles(response, f"responses[{i}]", first_index=shared)
     return ListRecord(prompt=prompt, responses=responses, scores=scores, source=source), implicit
 
 
@@ -312,12 +328,19 @@ class _Scan:
                 self.report.errors.append(row)
                 continue
             try:
+                self.check_size(row)
                 self.take(line, row)
             except RowProblem as problem:
                 self.report.errors.append(RowError(self.source.file, line, problem.field, problem.reason))
         self.apply_empty_prompt_rule()
         self.count()
         return [k.record for k in self.kept], self.report
+
+    def check_size(self, row: dict[str, Any]) -> None:
+        """Columnar rows over ``max_row_bytes`` are invalid (JSONL lines are measured as read)."""
+        limit = self.options.max_row_bytes
+        if limit is not None and self.source.columns is not None and (size := row_bytes(row)) > limit:
+            raise RowProblem(None, row_too_long(size, limit))
 
     def take(self, line: int, row: dict[str, Any]) -> None:
         """Parse and check one row."""
@@ -333,7 +356,7 @@ class _Scan:
             raise RowProblem(
                 None,
                 f"exact duplicate of line {self.first_line_of[key]} "
-                "(dedupe=True / --dedupe drops repeats and counts them)",
+                "(data.dedupe=true, validate --dedupe or read_*(dedupe=True) drops repeats and counts them)",
             )
         measured = self.measure(record)
         if _is_tie(record) and not self.options.allow_ties:
@@ -358,25 +381,18 @@ class _Scan:
         if counter is None:
             return None
         prompt_tokens = counter.count(render_plain(record.prompt))
+        specials = counter.special_tokens
         if self.kind == "prompts":
-            lengths = [("prompt", prompt_tokens + counter.special_tokens)]
-        else:
-            lengths = [
-                (name, prompt_tokens + counter.count(render_plain(text)) + counter.special_tokens)
-                for name, text in self.responses(record)
-            ]
-        name, longest = max(lengths, key=lambda item: item[1])
-        too_long = max_length is not None and longest > max_length
-        if too_long and self.options.truncation == "error":
-            if prompt_tokens + counter.special_tokens >= max_length:
-                name = "prompt"
-            what = "prompt" if name == "prompt" else f"prompt + {name}"
-            raise RowProblem(
-                name,
-                f"{what} is {longest} tokens, over max_length {max_length} (truncation=error; "
-                "truncation=truncate keeps the prompt's end and the response's start)",
-            )
-        return prompt_tokens, [n for _, n in lengths], too_long
+            prompt_share, responses = prompt_tokens + specials, []
+        else:  # as the trainer counts: bos with the prompt, eos with each response
+            prompt_share = prompt_tokens + max(0, specials - 1)
+            responses = [(name, counter.count(render_plain(text)) + min(1, specials))
+                         for name, text in self.responses(record)]
+        lengths = [prompt_share + n for _, n in responses] or [prompt_share]
+        problem = over_length(prompt_share, responses, max_length) if max_length is not None else None
+        if problem is not None and self.options.truncation == "error":
+            raise RowProblem(problem.field, problem.reason)
+        return prompt_tokens, lengths, problem is not None
 
     def apply_empty_prompt_rule(self) -> None:
         """An empty prompt is allowed only when every row's prompt is empty (an unconditional
@@ -475,7 +491,7 @@ def _is_tie(record: Any) -> bool:
 
 
 def _scan(data: Any, expected: Kind | None, options: _Options) -> tuple[list[Any], ReadReport]:
-    source = open_source(data)
+    source = open_source(data, max_row_bytes=options.max_row_bytes)
     kind, rows = _detect(source)
     if expected is not None and expected != "prompts" and kind is not None and kind != expected:
         columns = ", ".join(source.columns) if source.columns else "see the first row"
@@ -509,13 +525,16 @@ def _options(
     max_length: int | None,
     truncation: Truncation,
     count_tokens: TokenCounter | Callable[[str], int] | None,
+    max_row_bytes: int | None = MAX_ROW_BYTES,
 ) -> _Options:
     if truncation not in ("truncate", "error"):
         raise ValueError(f"truncation must be 'truncate' or 'error', got {truncation!r}")
     if max_length is not None and max_length <= 0:
         raise ValueError(f"max_length must be positive, got {max_length}")
+    if max_row_bytes is not None and max_row_bytes <= 0:
+        raise ValueError(f"max_row_bytes must be positive or None (no limit), got {max_row_bytes}")
     counter = as_counter(count_tokens) if max_length is not None or count_tokens is not None else None
-    return _Options(skip_invalid, allow_ties, dedupe, max_length, truncation, counter)
+    return _Options(skip_invalid, allow_ties, dedupe, max_length, truncation, counter, max_row_bytes)
 
 
 def read_pairs(
@@ -527,6 +546,7 @@ def read_pairs(
     max_length: int | None = None,
     truncation: Truncation = "truncate",
     count_tokens: TokenCounter | Callable[[str], int] | None = None,
+    max_row_bytes: int | None = MAX_ROW_BYTES,
 ) -> tuple[list[PairRecord], ReadReport]:
     """Pairwise feedback from a JSONL/Parquet file, a ``save_to_disk`` folder or a Dataset.
 
@@ -539,12 +559,15 @@ def read_pairs(
             ``report.truncated`` (``truncation="truncate"``) or invalid (``"error"``).
         count_tokens: a :class:`~prefkit.data.tokens.TokenCounter` (default: the built-in
             tiny tokenizer's whitespace count).
+        max_row_bytes: a row (JSONL line, or the text of a Parquet/datasets row) longer than
+            this is invalid, read in bounded pieces and never parsed (default
+            :data:`MAX_ROW_BYTES`, 16 MiB; ``None``: no limit).
 
     Raises:
         InputError: the file cannot be used; :class:`InvalidRowsError` (an ``InputError``)
         when rows are invalid and ``skip_invalid`` is False.
     """
-    options = _options(skip_invalid, allow_ties, dedupe, max_length, truncation, count_tokens)
+    options = _options(skip_invalid, allow_ties, dedupe, max_length, truncation, count_tokens, max_row_bytes)
     return _finish_read(*_scan(data, "pairs", options))
 
 
@@ -557,10 +580,11 @@ def read_lists(
     max_length: int | None = None,
     truncation: Truncation = "truncate",
     count_tokens: TokenCounter | Callable[[str], int] | None = None,
+    max_row_bytes: int | None = MAX_ROW_BYTES,
 ) -> tuple[list[ListRecord], ReadReport]:
     """Ranked lists (``prompt``, ``responses``, ``scores``); arguments as :func:`read_pairs`.
     A tie is two equal scores in one list."""
-    options = _options(skip_invalid, allow_ties, dedupe, max_length, truncation, count_tokens)
+    options = _options(skip_invalid, allow_ties, dedupe, max_length, truncation, count_tokens, max_row_bytes)
     return _finish_read(*_scan(data, "lists", options))
 
 
@@ -572,11 +596,12 @@ def read_prompts(
     max_length: int | None = None,
     truncation: Truncation = "truncate",
     count_tokens: TokenCounter | Callable[[str], int] | None = None,
+    max_row_bytes: int | None = MAX_ROW_BYTES,
 ) -> tuple[list[PromptRecord], ReadReport]:
     """Prompts for online training, from a prompt-only file or from the prompts of a pair or
     list file (distinct prompts, first occurrence first; repeats are expected there and only
     counted in a warning). An empty prompt is always invalid here."""
-    options = _options(skip_invalid, True, dedupe, max_length, truncation, count_tokens)
+    options = _options(skip_invalid, True, dedupe, max_length, truncation, count_tokens, max_row_bytes)
     records, report = _scan(data, "prompts", options)
     if report.kind in ("pairs", "lists"):
         records, report = _prompts_of(records, report, options)
@@ -614,10 +639,11 @@ def read_feedback(
     max_length: int | None = None,
     truncation: Truncation = "truncate",
     count_tokens: TokenCounter | Callable[[str], int] | None = None,
+    max_row_bytes: int | None = MAX_ROW_BYTES,
 ) -> tuple[list[Record], ReadReport]:
     """Any feedback file: the kind (``report.kind``: pairs, lists or prompts) is detected from
     the columns (JSONL: the first object with a known column)."""
-    options = _options(skip_invalid, allow_ties, dedupe, max_length, truncation, count_tokens)
+    options = _options(skip_invalid, allow_ties, dedupe, max_length, truncation, count_tokens, max_row_bytes)
     return _finish_read(*_scan(data, None, options))
 
 
@@ -630,6 +656,7 @@ def validate(
     skip_invalid: bool = False,
     allow_ties: bool = True,
     dedupe: bool = False,
+    max_row_bytes: int | None = MAX_ROW_BYTES,
 ) -> ReadReport:
     """Check a feedback file and return the full report without raising for bad content.
 
@@ -640,7 +667,8 @@ def validate(
     Raises:
         InputError: only for a path that cannot be opened (missing, unsupported type).
     """
-    options = _options(skip_invalid, allow_ties, dedupe, max_length, truncation, as_counter(count_tokens))
+    options = _options(skip_invalid, allow_ties, dedupe, max_length, truncation, as_counter(count_tokens),
+                       max_row_bytes)
     try:
         return _scan(data, None, options)[1]
     except FileContentError as err:

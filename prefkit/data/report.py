@@ -124,8 +124,8 @@ class ReadReport:
         if more:
             first += (
                 f" (and {more} more invalid row{'s' if more > 1 else ''}; "
-                f"`prefkit validate --data {self.file}` lists them all, "
-                "`skip_invalid` skips them and counts them)"
+                f"`prefkit validate --data {self.file}` lists them all; "
+                "data.skip_invalid=true (validate --skip-invalid) skips and counts them)"
             )
         return first
 

@@ -74,18 +74,18 @@ def batch_indices(n: int, batch_size: int, step: int, seed: int, shuffle: bool) 
 
 def load_train_data(cfg: RunConfig, method: Method) -> TrainData:
     """Read ``cfg.data.path`` in the shape the method needs."""
-    from prefkit.data import read_lists, read_pairs, read_prompts
+    from prefkit.data import read_lists, read_options, read_pairs, read_prompts
 
     if cfg.data.path is None:
         raise InputError("no training data: pass --data FILE", field="data.path")
     path = cfg.data.path
     if method.step == "listwise":
-        records, report = read_lists(path, skip_invalid=cfg.data.skip_invalid)
+        records, report = read_lists(path, **read_options(cfg.data))
         return TrainData(lists=records, report=report)
     if method.step == "online":
-        prompts, report = read_prompts(path, skip_invalid=cfg.data.skip_invalid)
+        prompts, report = read_prompts(path, **read_options(cfg.data))
         return TrainData(prompts=prompts, report=report)
-    records, report = read_pairs(path, skip_invalid=cfg.data.skip_invalid)
+    records, report = read_pairs(path, **read_options(cfg.data))
     if method.step == "sft":
         return TrainData(
             sequences=[(r.prompt, r.chosen) for r in records],
@@ -99,15 +99,15 @@ def load_eval_data(cfg: RunConfig, method: Method) -> TrainData | None:
     """Held-out data for ``data.eval_path`` (``None`` when not set), in the method's shape."""
     if cfg.data.eval_path is None:
         return None
-    from prefkit.data import read_lists, read_pairs
+    from prefkit.data import read_lists, read_options, read_pairs
 
     if method.step == "listwise":
-        records, report = read_lists(cfg.data.eval_path, skip_invalid=cfg.data.skip_invalid)
+        records, report = read_lists(cfg.data.eval_path, **read_options(cfg.data))
         return TrainData(lists=records, report=report)
     if method.step == "online":
         raise InputError("data.eval_path: held-out evaluation scores pairs or lists against the training loss; "
                          "online methods are evaluated on a world (--world)", field="data.eval_path")
-    records, report = read_pairs(cfg.data.eval_path, skip_invalid=cfg.data.skip_invalid)
+    records, report = read_pairs(cfg.data.eval_path, **read_options(cfg.data))
     if method.step == "sft":
         return TrainData(sequences=[(r.prompt, r.chosen) for r in records], sources=[r.source for r in records],
                          report=report)

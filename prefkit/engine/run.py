@@ -53,6 +53,7 @@ from prefkit.engine.rundir import (
 )
 from prefkit.engine.trackers import Trackers, check_trackers
 from prefkit.errors import InputError, NonFiniteLossError
+from prefkit.policy import check_device
 
 T = TypeVar("T")
 
@@ -171,23 +172,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def check_device(device: str) -> None:
-    """``train.device`` names a device this machine has (an error naming the key otherwise)."""
-    kind = device.split(":")[0]
-    if kind not in ("auto", "cpu", "cuda", "mps"):
-        raise InputError(f"train.device={device!r}: expected auto, cpu, cuda, cuda:N or mps", field="train.device")
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"train.device={device!r} but this machine has no CUDA device; use train.device=cpu "
-                         "(or auto)", field="train.device")
-    if kind == "cuda" and ":" in device:
-        index = device.split(":", 1)[1]
-        if not index.isdigit() or int(index) >= torch.cuda.device_count():
-            raise InputError(f"train.device={device!r}: this machine has {torch.cuda.device_count()} CUDA "
-                             "device(s)", field="train.device")
-    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise InputError(f"train.device={device!r} but MPS is not available", field="train.device")
 
 
 def make_accelerator(device: str) -> Any:

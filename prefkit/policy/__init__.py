@@ -15,7 +15,14 @@
 
 from prefkit.policy.encoding import EncodedBatch, SequenceTooLongError, count_tokens
 from prefkit.policy.logps import check_fast_path, sequence_logps, token_logps, use_full_forward
-from prefkit.policy.policy import Policy, build_tiny_checkpoint, resolve_device, resolve_dtype
+from prefkit.policy.policy import (
+    Policy,
+    build_tiny_checkpoint,
+    check_device,
+    require_safetensors,
+    resolve_device,
+    resolve_dtype,
+)
 from prefkit.policy.sampling import Samples
 from prefkit.policy.value import (
     SeparateCritic,
@@ -36,9 +43,11 @@ __all__ = [
     "ValueHead",
     "backbone_of",
     "build_tiny_checkpoint",
+    "check_device",
     "check_fast_path",
     "count_tokens",
     "load_critic",
+    "require_safetensors",
     "resolve_device",
     "resolve_dtype",
     "save_critic",

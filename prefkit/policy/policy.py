@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Iterator, Sequence
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +24,7 @@ from prefkit._atomic import atomic_directory
 from prefkit.config import TinyConfig
 from prefkit.data.records import Text
 from prefkit.errors import InputError
+from prefkit.policy import bounded
 from prefkit.policy.encoding import EncodedBatch, Truncation, build_batch
 from prefkit.policy.logps import ChunkSize, check_fast_path, sequence_logps
 from prefkit.policy.lora import device_map, is_lora, save_adapter, save_plain
@@ -38,11 +40,42 @@ TINY_ATTENTION = "sdpa"
 """Attention kernel of the tiny preset (measured against eager on CPU; see docs/policy.md)."""
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` is CUDA when available, else CPU."""
-    if str(device) == "auto":
+_DEVICE = re.compile(r"cpu|mps|cuda(?::(\d+))?")
+
+
+def check_device(device: str | torch.device, *, field: str = "train.device") -> torch.device:
+    """The device ``device`` names, once it is known to exist on this machine.
+
+    ``auto`` is CUDA when available, else CPU; ``cpu``, ``cuda``, ``cuda:N`` and ``mps`` must be
+    present. Anything else, or hardware this machine lacks, is an ``InputError`` naming ``field``
+    (one line for the CLI, instead of torch's assertion deep inside ``model.to``).
+    """
+    text = str(device)
+    if text == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    match = _DEVICE.fullmatch(text)
+    if match is None:
+        raise InputError(f"unknown device {text!r}: use auto, cpu, cuda, cuda:N or mps", field=field)
+    kind, index = text.split(":")[0], match.group(1)
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch is built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise InputError(f"{text} was asked for but {why}; use auto or cpu", field=field)
+        count = torch.cuda.device_count()
+        if index is not None and int(index) >= count:
+            raise InputError(
+                f"{text} was asked for but this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})",
+                field=field,
+            )
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"{text} was asked for but Apple's MPS backend is not available here; use auto or cpu",
+                         field=field)
+    return torch.device(text)
+
+
+def resolve_device(device: str | torch.device = "auto", *, field: str = "train.device") -> torch.device:
+    """``auto`` is CUDA when available, else CPU; other names are checked by :func:`check_device`."""
+    return check_device(device, field=field)
 
 
 def resolve_dtype(dtype: Precision | None) -> torch.dtype:
@@ -149,11 +182,13 @@ class Policy:
         ``device``.
         """
         torch_dtype = resolve_dtype(dtype)
+        target = resolve_device(device)
         source = str(path)
         local = Path(path)
         if local.exists():
             if not local.is_dir() or not (local / "config.json").is_file():
                 raise InputError("not a Hugging Face model directory (no config.json)", file=source)
+            require_safetensors(local)
         elif not _looks_like_hub_id(source):
             raise InputError("model directory does not exist", file=source)
         target = resolve_device(device)
@@ -163,7 +198,8 @@ class Policy:
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
             model = AutoModelForCausalLM.from_pretrained(
-                source, trust_remote_code=trust_remote_code, **{_DTYPE_ARGUMENT: torch_dtype}, **placement
+                source, trust_remote_code=trust_remote_code, use_safetensors=True,
+                **{_DTYPE_ARGUMENT: torch_dtype}, **placement,
             )
         except (OSError, ValueError) as error:
             raise InputError(f"cannot load a causal LM from here: {error}", file=source) from error
@@ -266,24 +302,58 @@ class Policy:
                 )
         return "\n".join(message["content"] for message in messages)
 
-    def prompt_ids(self, prompts: Sequence[Text]) -> list[list[int]]:
+    def prompt_ids(self, prompts: Sequence[Text], *, limit: int | None = None) -> list[list[int]]:
         """``[bos] + tokens(render_prompt(p))`` per prompt; each distinct prompt tokenized once
-        (no bos is added when the tokenizer has none or the template already wrote it)."""
+        (no bos is added when the tokenizer has none or the template already wrote it).
+
+        ``limit`` keeps at most that many ids of a longer prompt: its bos and its last
+        ``limit - 1`` tokens (without a bos, its last ``limit``), which is what truncation keeps,
+        and only the end of a long text is tokenized (``prefkit.policy.bounded``).
+        ``limit=max_length + 1`` keeps everything ``build_batch(max_length=...)`` can use and
+        still tells an over-long row.
+        """
         rendered = [self.render_prompt(p) for p in prompts]
         unique = list(dict.fromkeys(rendered))
-        encoded = self.tokenizer(unique, add_special_tokens=False)["input_ids"] if unique else []
         bos = self.tokenizer.bos_token_id
-        if bos is not None:
-            encoded = [ids if ids[:1] == [bos] else [bos, *ids] for ids in encoded]
-        by_text = dict(zip(unique, encoded))
+        encoded = self._encode_all(unique, limit, bounded.tail_ids)
+        out = []
+        for text, ids in zip(unique, encoded):
+            if limit is not None and len(ids) == limit and bounded.is_long(text, limit):
+                out.append([bos, *ids[1:]] if bos is not None else ids)  # the text has >= limit tokens
+                continue
+            if bos is not None and ids[:1] != [bos]:
+                ids = [bos, *ids]
+            if limit is not None and len(ids) > limit:
+                ids = [ids[0], *ids[len(ids) - limit + 1 :]] if bos is not None else ids[len(ids) - limit :]
+            out.append(ids)
+        by_text = dict(zip(unique, out))
         return [by_text[text] for text in rendered]
 
-    def response_ids(self, responses: Sequence[Text], *, add_eos: bool = True) -> list[list[int]]:
-        """``tokens(render_response(r)) + [eos]`` per response."""
+    def response_ids(
+        self, responses: Sequence[Text], *, add_eos: bool = True, limit: int | None = None
+    ) -> list[list[int]]:
+        """``tokens(render_response(r)) + [eos]`` per response; ``limit`` keeps the first
+        ``limit`` of them, tokenizing only the start of a long text (see :meth:`prompt_ids`)."""
         texts = [self.render_response(r) for r in responses]
-        encoded = self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
         eos = [self.tokenizer.eos_token_id] if add_eos else []
-        return [list(ids) + eos for ids in encoded]
+        encoded = self._encode_all(texts, limit, bounded.head_ids)
+        return [(list(ids) + eos)[:limit] if limit is not None else list(ids) + eos for ids in encoded]
+
+    def _encode_all(
+        self, texts: list[str], limit: int | None, window: Callable[..., list[int]]
+    ) -> list[list[int]]:
+        """Token ids (no special tokens) per text: in one batch, except that with ``limit`` a
+        long text gets only the ``limit`` ids ``window`` (head or tail) computes from a window."""
+        if limit is not None and limit <= 0:
+            raise ValueError(f"limit must be positive, got {limit}")
+        long = [limit is not None and bounded.is_long(t, limit) for t in texts]
+        short = [t for t, is_long in zip(texts, long) if not is_long]
+        batch = iter(self.tokenizer(short, add_special_tokens=False)["input_ids"] if short else [])
+        encode = self._encode_one
+        return [window(encode, t, limit) if is_long else list(next(batch)) for t, is_long in zip(texts, long)]
+
+    def _encode_one(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     # -- batches ----------------------------------------------------------------------------
 
@@ -445,10 +515,9 @@ class Policy:
         """
         if n <= 0:
             raise ValueError(f"n must be positive, got {n}")
-        prompt_ids = self.prompt_ids(prompts)
-        if max_prompt_length is not None:
-            keep_bos = self.tokenizer.bos_token_id is not None
-            prompt_ids = [keep_end(ids, max_prompt_length, keep_bos) for ids in prompt_ids]
+        if max_prompt_length is not None and max_prompt_length <= 0:
+            raise ValueError(f"max_prompt_length must be positive, got {max_prompt_length}")
+        prompt_ids = self.prompt_ids(prompts, limit=max_prompt_length)  # the end, and the bos
         longest = max((len(ids) for ids in prompt_ids), default=0)
         if longest + max_new_tokens > self.max_length:
             raise ValueError(
@@ -488,6 +557,32 @@ class Policy:
             lengths=lengths.view(count, n),
             finished=finished.view(count, n),
             prompt_ids=prompt_ids,
+        )
+
+
+PICKLED_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+"""Weight files that only ``torch.load``/``pickle`` can read (and that can run code when read)."""
+
+
+def require_safetensors(directory: str | os.PathLike[str]) -> None:
+    """A local model directory must hold safetensors weights: pickled ones are never loaded.
+
+    Raises ``InputError`` naming the directory, with the one-time conversion to run in an
+    environment that trusts the file, when only pickled weights (``pytorch_model.bin``, ...) are
+    there. A directory with no weights at all is left for the loader to report.
+    """
+    folder = Path(directory)
+    if any(folder.glob("*.safetensors")):
+        return
+    pickled = sorted(p.name for pattern in PICKLED_WEIGHTS for p in folder.glob(pattern))
+    if pickled:
+        raise InputError(
+            f"only pickled weights here ({', '.join(pickled[:3])}{', ...' if len(pickled) > 3 else ''}); "
+            "prefkit loads safetensors only, because unpickling can run code. Convert once, in an "
+            "environment where you trust the file: AutoModelForCausalLM.from_pretrained(DIR)"
+            ".save_pretrained(OUT) (transformers 5 writes safetensors; 4.x needs "
+            "safe_serialization=True), then use OUT",
+            file=str(directory),
         )
 
 

@@ -8,11 +8,14 @@ therefore be re-scored from their text.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable
 
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
+
+from prefkit.data.boundaries import chunks
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIAL_TOKENS = (PAD, BOS, EOS, UNK)
@@ -30,12 +33,23 @@ TEMPLATE_WORDS = ("system", "user", "assistant", ":")
 """Words the chat template writes; always in the vocabulary so rendered prompts have no <unk>."""
 
 
+ASCII_WORDS = re.compile(r"[A-Za-z0-9_]+|[^A-Za-z0-9_ \t\n\v\f\r]+")
+"""The ``Whitespace`` pre-tokenizer's pieces (``\\w+|[^\\w\\s]+``, Unicode classes) on ASCII text:
+the classes spelt out, since Python's ``\\s`` also matches ``\x1c``-``\x1f`` and Rust's does not."""
+
+
 def count_words(texts: Iterable[str]) -> Counter[str]:
-    """Word frequencies under the ``Whitespace`` pre-tokenizer."""
+    """Word frequencies under the ``Whitespace`` pre-tokenizer; a long text is split in ~1 MB
+    chunks at word boundaries first (the same words, in bounded memory), and ASCII chunks are
+    split by :data:`ASCII_WORDS` (the same pieces, many times faster)."""
     splitter = pre_tokenizers.Whitespace()
     counts: Counter[str] = Counter()
     for text in texts:
-        counts.update(word for word, _ in splitter.pre_tokenize_str(text))
+        for chunk in chunks(text):
+            if chunk.isascii():
+                counts.update(ASCII_WORDS.findall(chunk))
+            else:
+                counts.update(word for word, _ in splitter.pre_tokenize_str(chunk))
     return counts
 
 

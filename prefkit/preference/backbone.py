@@ -33,8 +33,10 @@ import torch
 import transformers
 from torch import nn
 
+from prefkit.data.lengths import LengthProblem, over_length
 from prefkit.data.records import Text
 from prefkit.errors import InputError
+from prefkit.policy import bounded
 
 BackboneKind = Literal["causal", "encoder"]
 Pooling = Literal["last", "mean", "cls"]
@@ -123,11 +125,13 @@ class TokenBatch:
 
 
 def _waterfill(lengths: Sequence[int], budget: int) -> list[int]:
-    """Keep as much of each response as fits: short ones whole, the rest share equally."""
+    """Keep as much of each response as fits: short ones whole, the rest share equally.
+    Responses longer than the whole budget count as equally long (earlier ones first), so the
+    cut does not depend on how far past the budget they go (nor on ids never tokenized)."""
     keep = list(lengths)
     if sum(keep) <= budget:
         return keep
-    order = sorted(range(len(keep)), key=lambda i: keep[i])
+    order = sorted(range(len(keep)), key=lambda i: min(keep[i], budget + 1))
     left, remaining = budget, len(keep)
     for i in order:
         share = left // remaining
@@ -211,21 +215,55 @@ class TextBackbone(nn.Module):
 
     # -- tokenizing ------------------------------------------------------------------------
 
-    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids without special tokens; each distinct text tokenized once."""
+    def tokenize(self, texts: Sequence[str], *, keep: Literal["all", "start", "end"] = "all") -> list[list[int]]:
+        """Token ids without special tokens; each distinct text tokenized once. ``keep="start"``
+        (``"end"``) keeps only the first (last) ``max_length + 1`` ids, tokenizing only that part
+        of a long text (``prefkit.policy.bounded``); that is all :meth:`collate` can use."""
         unique = list(dict.fromkeys(texts))
-        ids = self.tokenizer(unique, add_special_tokens=False)["input_ids"] if unique else []
+        limit = self.max_length + 1
+        long = [keep != "all" and bounded.is_long(t, limit) for t in unique]
+        short = [t for t, is_long in zip(unique, long) if not is_long]
+        batch = iter(self.tokenizer(short, add_special_tokens=False)["input_ids"] if short else [])
+        window = bounded.head_ids if keep == "start" else bounded.tail_ids
+        ids = [window(self._encode, t, limit) if is_long else list(next(batch)) for t, is_long in zip(unique, long)]
+        if keep != "all":
+            ids = [i[:limit] if keep == "start" else i[max(0, len(i) - limit):] for i in ids]
         by_text = dict(zip(unique, ids))
         return [list(by_text[t]) for t in texts]
 
+    def _encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
     def prepare(self, prompts: Sequence[Text], *responses: Sequence[Text]) -> list[list[list[int]]]:
-        """Per row, the token ids of each segment: ``[prompt, response_1, ...]``."""
-        columns = [self.tokenize([render_prompt(self.tokenizer, p) for p in prompts])]
+        """Per row, the token ids of each segment: ``[prompt, response_1, ...]``; a segment keeps
+        at most ``max_length + 1`` ids (the prompt's end, a response's start), which leaves every
+        :meth:`collate` result unchanged and bounds the work on a huge row."""
+        columns = [self.tokenize([render_prompt(self.tokenizer, p) for p in prompts], keep="end")]
         for column in responses:
             if len(column) != len(prompts):
                 raise ValueError(f"{len(prompts)} prompts but {len(column)} responses; they must match")
-            columns.append(self.tokenize([render_response(r) for r in column]))
+            columns.append(self.tokenize([render_response(r) for r in column], keep="start"))
         return [list(row) for row in zip(*columns)]
+
+    def length_problem(
+        self, segments: Sequence[Sequence[int]], names: Sequence[str], *, together: bool
+    ) -> LengthProblem | None:
+        """Whether a row of prepared segments (``[prompt, response_1, ...]``, as :meth:`prepare`
+        returns them) is over ``max_length``, by the rule ``prefkit validate`` uses; ``names`` are
+        the responses' fields. ``together``: the responses share one sequence (a pairwise model)
+        instead of each following the prompt on its own (a scoring model)."""
+        prompt = len(self.start_ids) + len(segments[0]) + 1  # [start] prompt [sep]
+        responses = [(name, len(r) + 1) for name, r in zip(names, segments[1:])]  # response [sep]
+        capped = any(len(s) == self.max_length + 1 for s in segments)
+        if not together:
+            return over_length(prompt, responses, self.max_length, lower_bound=capped)
+        total = 0
+        for k, (name, tokens) in enumerate(responses):  # the response whose turn overflows the row
+            total += tokens
+            if prompt + total > self.max_length or k == len(responses) - 1:
+                return over_length(prompt, [(name, total)], self.max_length, lower_bound=capped,
+                                   sequence=" + ".join(["prompt", *names[: k + 1]]))
+        return None
 
     def collate(self, rows: Sequence[Sequence[Sequence[int]]], *, truncation: str = "truncate") -> TokenBatch:
         """Lay out and right-pad rows of segments (see the module doc); long rows keep the end
@@ -492,3 +530,25 @@ def tiny_backbone(
     base.config.architectures = ["LlamaModel"]
     return TextBackbone(base, policy.tokenizer, kind="causal", pooling=pooling,
                         max_length=min(max_length, tiny_cfg.max_position_embeddings))
+
+
+def check_lengths(backbone: Any, records: Sequence[Any], *, pairwise: bool, truncation: str) -> int:
+    """Rows of ``records`` (pairs) longer than the backbone's ``max_length``, counted; with
+    ``truncation="error"`` the first is an ``InputError`` naming its file, line and field, by the
+    rule and with the message of ``prefkit validate`` (:func:`prefkit.data.over_length`). A
+    scoring model (bt, gpm) reads prompt + chosen and prompt + rejected; a pairwise one (pairpm)
+    the prompt and both responses in one row. Feature backbones have no lengths (0)."""
+    if not isinstance(backbone, TextBackbone):
+        return 0
+    rows = backbone.prepare([r.prompt for r in records], [r.chosen for r in records],
+                            [r.rejected for r in records])
+    over = 0
+    for record, segments in zip(records, rows):
+        problem = backbone.length_problem(segments, ("chosen", "rejected"), together=pairwise)
+        if problem is None:
+            continue
+        over += 1
+        if truncation == "error":
+            file, line = record.source if record.source else (None, None)
+            raise InputError(problem.reason, file=file, line=line, field=problem.field)
+    return over

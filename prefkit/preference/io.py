@@ -95,7 +95,7 @@ def load_preference_model(directory: str | os.PathLike[str], *, device: str | to
 
     root = resolve_model_dir(directory)
     manifest = read_manifest(root)
-    target = resolve_device(device)
+    target = resolve_device(device, field="device")
     backbone = load_backbone(root, kind=manifest["backbone"], pooling=manifest["pooling"],
                              max_length=int(manifest["max_length"]), device=target)
     head = build_head(

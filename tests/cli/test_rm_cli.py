@@ -80,12 +80,13 @@ def test_conversational_file_with_a_tie(tmp_path, capsys):
     data = write_rows(tmp_path / "chat.jsonl", rows)
     out = tmp_path / "run"
     metrics = run_json(capsys, ["rm", "train", "--kind", "bt", "--data", data, "--model", "tiny", "--out", str(out),
-                                "--json", "train.steps=5", *TINY])
+                                "--json", "train.steps=5", *TINY, "train.batch_size=4"])
     assert metrics["pairs"] == 5
     result = run_json(capsys, ["rm", "eval", "--model", str(out / "model"), "--data", data, "--json"])
     assert (result["n"], result["ties"]) == (4, 1) and result["tie_mean_abs_deviation"] is not None
     excluded = run_json(capsys, ["rm", "train", "--kind", "gpm", "--data", data, "--model", "tiny", "--out",
-                                 str(tmp_path / "run2"), "--json", "train.steps=2", "rm.ties=exclude", *TINY])
+                                 str(tmp_path / "run2"), "--json", "train.steps=2", "rm.ties=exclude", *TINY,
+                                 "train.batch_size=4"])
     assert (excluded["pairs"], excluded["ties_excluded"]) == (4, 1)
 
 

@@ -89,6 +89,9 @@ def test_over_length_rows(tmp_path, capsys):
     code, info = run_json(capsys, "--data", str(path), "--max-length", "6", "--truncation", "error")
     assert code == 1 and [(e["line"], e["field"]) for e in info["errors"]] == [(1, "chosen")]
     code, info = run_json(capsys, "--data", str(path), "--max-length", "5", "--truncation", "error")
+    assert [(e["line"], e["field"]) for e in info["errors"]] == [(1, "chosen"), (2, "chosen")]
+    # bos + "The sky is" fill max_length 4: the prompt itself leaves no room (as train counts it)
+    code, info = run_json(capsys, "--data", str(path), "--max-length", "4", "--truncation", "error")
     assert [(e["line"], e["field"]) for e in info["errors"]] == [(1, "prompt"), (2, "chosen")]
 
 

@@ -28,7 +28,7 @@ STRING_PAIRS = [
 ]
 CHAT_PAIRS = [
     PairRecord([msg("system", "Be brief."), msg("user", "Sky?")], [msg("assistant", "Blue.")], [msg("assistant", "Green.")]),
-    PairRecord([msg("user", "Hi")], [msg("assistant", "Hello"), msg("user", "?"), msg("assistant", "!")],
+    PairRecord([msg("user", "Hi")], [msg("assistant", "Hello"), msg("assistant", "!")],
                [msg("assistant", "Go away")], label=0.9),
 ]
 LISTS = [ListRecord("Q", ["a", "b", "c"], [1.0, -2.5, 3.0]), ListRecord("R", ["d", "e"], [0.0, 0.0])]

@@ -161,10 +161,10 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
 def test_truncation_error_names_file_line_and_field(tmp_path):
     long = make_pairs(2)
     long[1] = dataclasses.replace(long[1], chosen=" ".join(["alpha"] * 60))
-    cfg = tiny_config(tmp_path, "dpo", "train.truncation=error")
-    with pytest.raises(InputError, match=r"mem\.jsonl:2 \[chosen\]: \d+ tokens"):
+    cfg = tiny_config(tmp_path, "dpo", "train.truncation=error", "train.batch_size=2")
+    with pytest.raises(InputError, match=r"mem\.jsonl:2 \[chosen\]: prompt \+ chosen is at least \d+ tokens, over max_length"):
         train(cfg, data=TrainData(pairs=long), progress=False)
-    cfg = tiny_config(tmp_path / "t", "dpo")
+    cfg = tiny_config(tmp_path / "t", "dpo", "train.batch_size=2")
     result = train(cfg, data=TrainData(pairs=long), progress=False)
     assert result.metrics["truncated_rows"] == 1
 

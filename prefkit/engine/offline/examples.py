@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from prefkit.config import TrainConfig
-from prefkit.data import ListRecord, PairRecord
+from prefkit.data import ListRecord, PairRecord, over_length
 from prefkit.errors import InputError
 from prefkit.policy import EncodedBatch, Policy
 from prefkit.policy.encoding import build_batch
@@ -134,21 +134,19 @@ def _fingerprint(*columns: list[list[int]]) -> str:
 
 
 def _check_length(
-    prompt_len: int, response_len: int, cfg: TrainConfig, source: tuple[str, int] | None, field: str
+    prompt: list[int], responses: list[tuple[str, list[int]]], cfg: TrainConfig, source: tuple[str, int] | None
 ) -> bool:
-    """True when the row must be truncated; raises when truncation is ``"error"``."""
-    total = prompt_len + response_len
-    if total <= cfg.max_length:
+    """True when the row must be truncated; raises when truncation is ``"error"`` (the rule and
+    message shared with ``prefkit validate``: :func:`prefkit.data.over_length`)."""
+    limit = cfg.max_length + 1
+    capped = len(prompt) == limit or any(len(ids) == limit for _, ids in responses)
+    problem = over_length(len(prompt), [(name, len(ids)) for name, ids in responses], cfg.max_length,
+                          lower_bound=capped)
+    if problem is None:
         return False
     if cfg.truncation == "error":
         file, line = source if source else (None, None)
-        raise InputError(
-            f"{total} tokens (prompt {prompt_len} + {field} {response_len}) exceed "
-            f"train.max_length={cfg.max_length}; raise it or set train.truncation=truncate",
-            file=file,
-            line=line,
-            field=field,
-        )
+        raise InputError(problem.reason, file=file, line=line, field=problem.field)
     return True
 
 
@@ -170,18 +168,17 @@ def check_not_empty(policy: Policy, texts: Sequence, ids: Sequence[Sequence[int]
 def tokenize_pairs(policy: Policy, records: Sequence[PairRecord], cfg: TrainConfig) -> PairExamples:
     if not records:
         raise InputError("no training pairs: the data is empty")
-    prompt_ids = policy.prompt_ids([r.prompt for r in records])
-    chosen = policy.response_ids([r.chosen for r in records])
-    rejected = policy.response_ids([r.rejected for r in records])
+    limit = cfg.max_length + 1  # all that truncation to max_length can keep (prefkit.policy.bounded)
+    prompt_ids = policy.prompt_ids([r.prompt for r in records], limit=limit)
+    chosen = policy.response_ids([r.chosen for r in records], limit=limit)
+    rejected = policy.response_ids([r.rejected for r in records], limit=limit)
     sources = [r.source for r in records]
     check_not_empty(policy, [r.prompt for r in records], prompt_ids, sources, "prompt", response=False)
     check_not_empty(policy, [r.chosen for r in records], chosen, sources, "chosen", response=True)
     check_not_empty(policy, [r.rejected for r in records], rejected, sources, "rejected", response=True)
     truncated = 0
     for r, p, c, j in zip(records, prompt_ids, chosen, rejected):
-        too_long_c = _check_length(len(p), len(c), cfg, r.source, "chosen")
-        too_long_r = _check_length(len(p), len(j), cfg, r.source, "rejected")
-        truncated += too_long_c or too_long_r
+        truncated += _check_length(p, [("chosen", c), ("rejected", j)], cfg, r.source)
     return PairExamples(
         prompt_ids=prompt_ids,
         chosen_ids=chosen,
@@ -196,8 +193,9 @@ def tokenize_lists(policy: Policy, records: Sequence[ListRecord], cfg: TrainConf
     if not records:
         raise InputError("no training lists: the data is empty")
     k = max(len(r.responses) for r in records)
-    prompt_ids = policy.prompt_ids([r.prompt for r in records])
-    flat = policy.response_ids([resp for r in records for resp in r.responses])
+    limit = cfg.max_length + 1
+    prompt_ids = policy.prompt_ids([r.prompt for r in records], limit=limit)
+    flat = policy.response_ids([resp for r in records for resp in r.responses], limit=limit)
     check_not_empty(policy, [r.prompt for r in records], prompt_ids, [r.source for r in records], "prompt",
                     response=False)
     check_not_empty(policy, [resp for r in records for resp in r.responses], flat,
@@ -211,8 +209,7 @@ def tokenize_lists(policy: Policy, records: Sequence[ListRecord], cfg: TrainConf
         response_ids.append(group)
         scores[i, : len(group)] = torch.tensor(r.scores, dtype=torch.float32)
         mask[i, : len(group)] = True
-        longest = max(len(g) for g in group)
-        truncated += _check_length(len(prompt_ids[i]), longest, cfg, r.source, "responses")
+        truncated += _check_length(prompt_ids[i], [(f"responses[{j}]", g) for j, g in enumerate(group)], cfg, r.source)
     return ListExamples(prompt_ids, response_ids, scores, mask, truncated)
 
 
@@ -221,13 +218,14 @@ def tokenize_sequences(
 ) -> SequenceExamples:
     if not prompts:
         raise InputError("no training sequences: the data is empty")
-    prompt_ids = policy.prompt_ids(list(prompts))
-    response_ids = policy.response_ids(list(responses))
+    limit = cfg.max_length + 1
+    prompt_ids = policy.prompt_ids(list(prompts), limit=limit)
+    response_ids = policy.response_ids(list(responses), limit=limit)
     sources = sources or [None] * len(prompts)
     check_not_empty(policy, list(prompts), prompt_ids, sources, "prompt", response=False)
     check_not_empty(policy, list(responses), response_ids, sources, "response", response=True)
     truncated = sum(
-        _check_length(len(p), len(r), cfg, s, "response")
+        _check_length(p, [("chosen", r)], cfg, s)
         for p, r, s in zip(prompt_ids, response_ids, sources)
     )
     return SequenceExamples(prompt_ids, response_ids, truncated)

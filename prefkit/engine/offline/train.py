@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from prefkit.data import check_batch_size
 from prefkit.engine.data import TrainData, load_eval_data, load_train_data
 from prefkit.engine.losses import ResolvedLoss, resolve_loss
 from prefkit.engine.methods import Method
@@ -69,6 +70,7 @@ def run_offline(session: RunSession, method: Method, *, data: TrainData | None, 
                                                                             session.model_dtype)
     prepare_for_training(cfg, policy.model)
     examples = tokenize(method, policy, data, session)
+    check_batch_size(cfg.train.batch_size, len(examples), file=cfg.data.path)
     eval_examples = tokenize(method, policy, held_out, session) if held_out is not None else None
 
     ref_logps = eval_ref = None

@@ -59,9 +59,9 @@ def load_prompts(cfg: RunConfig, data: TrainData | None, world: Any | None) -> l
         prompts = [p.prompt if isinstance(p, PromptRecord) else p for p in data.prompts]
         where = "the in-memory prompt set"
     elif cfg.data.path is not None:
-        from prefkit.data import read_prompts
+        from prefkit.data import read_options, read_prompts
 
-        records, _ = read_prompts(cfg.data.path, skip_invalid=cfg.data.skip_invalid)
+        records, _ = read_prompts(cfg.data.path, **read_options(cfg.data))
         prompts, where = [r.prompt for r in records], cfg.data.path
     elif world is not None:
         prompts, where = world.prompts("train"), f"world {world.name!r}"
@@ -85,9 +85,9 @@ def load_answers(cfg: RunConfig, data: TrainData | None, world: Any | None, prom
     answers: dict[str, Text] = {}
     if cfg.online.answers is not None or (data is not None and data.pairs):
         if cfg.online.answers is not None:
-            from prefkit.data import read_pairs
+            from prefkit.data import read_options, read_pairs
 
-            records, _ = read_pairs(cfg.online.answers, skip_invalid=cfg.data.skip_invalid)
+            records, _ = read_pairs(cfg.online.answers, **read_options(cfg.data))
         else:
             records = list(data.pairs)  # type: ignore[union-attr]
         for r in records:

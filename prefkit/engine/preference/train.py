@@ -20,7 +20,12 @@ from prefkit.engine.preference.shape import LossHistory, PreferenceShape
 from prefkit.engine.run import RunSession
 from prefkit.errors import InputError
 from prefkit.policy.lora import apply_lora, is_lora, quantization_config, save_adapter, save_plain
-from prefkit.preference.backbone import load_backbone, quiet_transformers, tiny_backbone
+from prefkit.preference.backbone import (
+    check_lengths,
+    load_backbone,
+    quiet_transformers,
+    tiny_backbone,
+)
 from prefkit.preference.heads import build_head
 from prefkit.preference.models import NeuralPreferenceModel, build_model
 
@@ -142,7 +147,7 @@ def train_preference_model(
     ``config.yaml``, ``metrics.jsonl``, ``metrics.json``, ``checkpoints/``, ``model/`` (the saved
     preference model, docs/preference.md) and ``training_dynamics.jsonl`` (each pair's mean
     training loss)."""
-    from prefkit.data import read_pairs
+    from prefkit.data import check_batch_size, read_options, read_pairs
     from prefkit.preference.evaluation import evaluate_pairs
     from prefkit.preference.io import save_preference_model
 
@@ -152,9 +157,9 @@ def train_preference_model(
         if records is None:
             if cfg.data.path is None:
                 raise InputError("no training data: pass --data FILE", field="data.path")
-            records, report = read_pairs(cfg.data.path, skip_invalid=cfg.data.skip_invalid)
+            records, report = read_pairs(cfg.data.path, **read_options(cfg.data))
         if eval_records is None and cfg.data.eval_path:
-            eval_records, _ = read_pairs(cfg.data.eval_path, skip_invalid=cfg.data.skip_invalid)
+            eval_records, _ = read_pairs(cfg.data.eval_path, **read_options(cfg.data))
         strength = None
         if cfg.rm.adaptive_margin:
             if cfg.data.path is None:
@@ -162,7 +167,9 @@ def train_preference_model(
             strength = read_strength_column(cfg.data.path, records)
         setup = time.perf_counter()
         model = build_preference_model(cfg, records, session.device)
+        check_lengths(model.backbone, records, pairwise=cfg.rm.kind == "pairpm", truncation=cfg.train.truncation)
         data = pair_data(model.backbone, records, cfg.rm, strength=strength)
+        check_batch_size(cfg.train.batch_size, len(data), what="pairs", file=cfg.data.path)
         setup_s = time.perf_counter() - setup
         evaluate = (lambda step: evaluate_pairs(model, eval_records)) if eval_records else None
         result = fit(cfg, model, data, session=session, progress=progress, evaluate=evaluate)
