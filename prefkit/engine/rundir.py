@@ -51,6 +51,8 @@ class RunDir:
     path: Path
     resume_from: Path | None
     locked: bool = False
+    created: bool = False
+    """This run made the directory (an empty one is removed again when the run stops early)."""
 
     @property
     def checkpoints(self) -> Path:
@@ -66,6 +68,11 @@ class RunDir:
             except (OSError, ValueError):
                 pass
             self.locked = False
+        if self.created:
+            try:
+                self.path.rmdir()  # only when nothing was written
+            except OSError:
+                pass
 
 
 def latest_checkpoint(root: str | Path) -> Path | None:
@@ -150,6 +157,7 @@ def open_run_dir(out: str | Path, *, resume: bool, lock: bool = True) -> RunDir:
         raise RunDirectoryError(
             f"--out {path} is a non-empty directory that is not a prefkit run; choose an empty or new directory"
         )
+    created = not os.path.lexists(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
         if not os.access(path, os.W_OK | os.X_OK):
@@ -159,7 +167,7 @@ def open_run_dir(out: str | Path, *, resume: bool, lock: bool = True) -> RunDir:
                                 "directory") from None
     if lock:
         _acquire_lock(path)
-    run = RunDir(path, None, locked=lock)
+    run = RunDir(path, None, locked=lock, created=created)
     try:
         checkpoints = path / CHECKPOINTS
         if checkpoints.is_symlink():

@@ -40,7 +40,7 @@ TINY_ATTENTION = "sdpa"
 """Attention kernel of the tiny preset (measured against eager on CPU; see docs/policy.md)."""
 
 
-_DEVICE = re.compile(r"cpu|mps|cuda(?::(\d+))?")
+_DEVICE = re.compile(r"cpu(?::0)?|mps|cuda(?::(\d+))?")  # torch names the CPU "cpu" or "cpu:0"
 
 
 def check_device(device: str | torch.device, *, field: str = "train.device") -> torch.device:
