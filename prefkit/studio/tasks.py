@@ -119,13 +119,21 @@ def existing_tasks(session: Any, project_id: int) -> dict[tuple[str, frozenset[s
 
 
 def store_rows(store: Store, rows: Sequence[TaskRow], *, origin: str, source: str) -> ImportSummary:
-    """Check every row, then write them all in one transaction (or nothing)."""
+    """Check every row, then write them all in one transaction (or nothing). A file whose every
+    row is already in the project (a restart with the same ``--tasks``) imports nothing and says
+    so; one that is only partly in the project is refused, naming the duplicate lines."""
     from prefkit.studio.schema import Pair
 
     summary = ImportSummary(source)
     rng = random.Random()
     with store.write() as s:
-        problems = check_rows(rows, existing_tasks(s, store.project_id))
+        existing = existing_tasks(s, store.project_id)
+        if rows and all(task_key(r.prompt, r.response_a, r.response_b) in existing for r in rows
+                        if isinstance(r.prompt, str) and isinstance(r.response_a, str) and isinstance(r.response_b, str)) \
+                and not check_rows(rows, {}):
+            summary.notes.append("already imported: every task of this file is in the project")
+            return summary
+        problems = check_rows(rows, existing)
         if problems:
             raise TaskProblems(problems)
         cache = _Lookup(s, store.project_id, summary)
