@@ -111,7 +111,9 @@ def _gpm_scores(W: np.ndarray, phi_a: np.ndarray, phi_b: np.ndarray, k: int) -> 
     return (va[..., 0] * vb[..., 1] - va[..., 1] * vb[..., 0]).sum(-1)
 
 
-def _bt_member(votes: Votes, weights: np.ndarray, l2: float) -> np.ndarray:
+def bt_objective(votes: Votes, weights: np.ndarray, l2: float) -> Any:
+    """``w -> (loss, gradient)``: the weighted soft-target BT log loss of ``w . (phi_a - phi_b)``
+    plus ``l2 / 2 |w|^2``."""
     d = votes.phi_a - votes.phi_b
     y = votes.target
 
@@ -121,32 +123,43 @@ def _bt_member(votes: Votes, weights: np.ndarray, l2: float) -> np.ndarray:
         grad = d.T @ (weights * (expit(z) - y)) + l2 * w
         return float(loss), grad
 
-    result = minimize(objective, np.zeros(d.shape[1]), jac=True, method="L-BFGS-B", options={"maxiter": 200})
-    return result.x
+    return objective
 
 
-def _gpm_member(votes: Votes, weights: np.ndarray, l2: float, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Linear GPM by L-BFGS on the soft-target logistic loss of ``s(a, b) = <R W phi_a, W phi_b>``
-    (the score is ``prefkit.losses.gpm_score`` with unit eigenvalues and tau = 1)."""
+def gpm_objective(votes: Votes, weights: np.ndarray, l2: float, k: int) -> Any:
+    """``flat W -> (loss, gradient)`` of the linear GPM: the soft-target log loss of
+    ``s(a, b) = <R W phi_a, W phi_b>`` (``prefkit.losses.gpm_score`` with unit eigenvalues and
+    tau = 1) plus ``l2 / 2 |W|^2``."""
     dim = votes.phi_a.shape[1]
     y = votes.target
 
     def objective(flat: np.ndarray) -> tuple[float, np.ndarray]:
         W = flat.reshape(2 * k, dim)
-        va, vb = votes.phi_a @ W.T, votes.phi_b @ W.T
-        ra = va.reshape(-1, k, 2)
-        rb = vb.reshape(-1, k, 2)
+        ra = (votes.phi_a @ W.T).reshape(-1, k, 2)
+        rb = (votes.phi_b @ W.T).reshape(-1, k, 2)
         s = (ra[..., 0] * rb[..., 1] - ra[..., 1] * rb[..., 0]).sum(-1)
         loss = -(weights * (y * log_expit(s) + (1 - y) * log_expit(-s))).sum() + 0.5 * l2 * (flat @ flat)
-        g = weights * (expit(s) - y)  # dloss/ds
-        # ds/dva = R vb: (va0 vb1 - va1 vb0) -> d/dva0 = vb1, d/dva1 = -vb0 ; d/dvb0 = -va1, d/dvb1 = va0
+        g = weights * (expit(s) - y)  # d loss / d s
+        # s = a0 b1 - a1 b0 per block: ds/da = (b1, -b0), ds/db = (-a1, a0)
         dva = np.stack([rb[..., 1], -rb[..., 0]], -1).reshape(len(s), 2 * k) * g[:, None]
         dvb = np.stack([-ra[..., 1], ra[..., 0]], -1).reshape(len(s), 2 * k) * g[:, None]
         grad = dva.T @ votes.phi_a + dvb.T @ votes.phi_b + l2 * W
         return float(loss), grad.ravel()
 
+    return objective
+
+
+def _bt_member(votes: Votes, weights: np.ndarray, l2: float) -> np.ndarray:
+    start = np.zeros(votes.phi_a.shape[1])
+    return minimize(bt_objective(votes, weights, l2), start, jac=True, method="L-BFGS-B",
+                    options={"maxiter": 200}).x
+
+
+def _gpm_member(votes: Votes, weights: np.ndarray, l2: float, k: int, rng: np.random.Generator) -> np.ndarray:
+    dim = votes.phi_a.shape[1]
     start = rng.normal(scale=0.1, size=2 * k * dim)
-    result = minimize(objective, start, jac=True, method="L-BFGS-B", options={"maxiter": 300})
+    result = minimize(gpm_objective(votes, weights, l2, k), start, jac=True, method="L-BFGS-B",
+                      options={"maxiter": 300})
     return result.x.reshape(2 * k, dim)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import signal
 import socket
 import sys
 from typing import Any
@@ -56,9 +57,19 @@ def serve(app: Any, sock: socket.socket, *, log_level: str = "warning") -> None:
     config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on",
                             timeout_graceful_shutdown=5, server_header=False)
     server = uvicorn.Server(config)
+    received: list[int] = []
+    # uvicorn shuts down on SIGINT/SIGTERM, then re-raises the signal under the handlers that were
+    # installed before it ran: these record it, so a graceful stop ends with exit status 0.
+    previous = {sig: signal.signal(sig, lambda number, _frame: received.append(number))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if not server.started:
-        print("prefkit studio: the server did not start (see the log above)", file=sys.stderr)
+        raise StudioError("the server did not start (see the log above)")
+    if received:
+        print(f"prefkit studio: stopped ({signal.Signals(received[0]).name}); every acknowledged vote is stored",
+              file=sys.stderr, flush=True)

@@ -95,8 +95,8 @@ def sign_in(client: Any, token: str) -> None:
 class LiveServer:
     """``prefkit studio`` in a subprocess on a free port; ``url``, ``facts`` (its JSON start-up line)."""
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
-        self.args = args
+    def __init__(self, args: list[str], env: dict[str, str] | None = None, cwd: str | None = None) -> None:
+        self.args, self.cwd = args, cwd
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc: subprocess.Popen[str] | None = None
         self.facts: dict[str, Any] = {}
@@ -104,7 +104,8 @@ class LiveServer:
 
     def start(self, timeout: float = 60) -> LiveServer:
         self.proc = subprocess.Popen([sys.executable, "-m", "prefkit", "studio", *self.args, "--port", "0", "--json"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env,
+                                     cwd=self.cwd)
         threading.Thread(target=lambda: self.stderr.extend(self.proc.stderr), daemon=True).start()  # type: ignore[union-attr]
         line: list[str] = []
         reader = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
@@ -148,8 +149,8 @@ class LiveServer:
 def live_server() -> Iterator[Any]:
     servers: list[LiveServer] = []
 
-    def start(*args: str) -> LiveServer:
-        server = LiveServer(list(args)).start()
+    def start(*args: str, cwd: str | None = None) -> LiveServer:
+        server = LiveServer(list(args), cwd=cwd).start()
         servers.append(server)
         return server
 

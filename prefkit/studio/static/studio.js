@@ -76,6 +76,7 @@
     });
   }
 
+  window.addEventListener("hashchange", setupLogin);
   document.addEventListener("DOMContentLoaded", function () {
     setupLogin();
     setupLabel();
