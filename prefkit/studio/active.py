@@ -259,7 +259,9 @@ class RoundResult:
 
 def refit(store: Store, cache: FeatureCache | None = None) -> RoundResult | None:
     """Fit the ensemble on every vote so far and score every open pair (one selection round).
-    Returns None for ``random`` selection or fewer than ``MIN_LABELS`` votes."""
+    Returns None for ``random`` selection or fewer than ``MIN_LABELS`` votes. The background
+    :class:`Refitter` calls it once ``max(MIN_LABELS, refit_every)`` votes exist and again after
+    every ``refit_every`` more."""
     from sqlalchemy import update
 
     from prefkit import __version__
@@ -322,7 +324,7 @@ def refit_due(store: Store) -> bool:
     n = label_count(store)
     last = last_round_labels(store)
     if last is None:
-        return n >= MIN_LABELS
+        return n >= max(MIN_LABELS, project.refit_every)
     return n - last >= project.refit_every
 
 

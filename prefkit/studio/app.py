@@ -28,7 +28,13 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from prefkit.studio import queue
-from prefkit.studio.annotators import AnnotatorInfo, add_annotator, authenticate, session_annotator, set_active
+from prefkit.studio.annotators import (
+    AnnotatorInfo,
+    add_annotator,
+    authenticate,
+    session_annotator,
+    set_active,
+)
 from prefkit.studio.errors import StudioError, TaskRefused
 from prefkit.studio.render import render
 from prefkit.studio.security import MAX_BODY_BYTES, new_csrf_token, same_token

@@ -161,11 +161,11 @@ class Store:
 
         from prefkit.studio.schema import Project
 
-        with self.engine.connect().execution_options(studio_write=True) as conn:
-            with Session(bind=conn, expire_on_commit=False) as session, session.begin():
-                if self.engine.dialect.name != "sqlite":
-                    session.execute(select(Project.id).where(Project.id == self.project_id).with_for_update())
-                yield session
+        with self.engine.connect().execution_options(studio_write=True) as conn, \
+                Session(bind=conn, expire_on_commit=False) as session, session.begin():
+            if self.engine.dialect.name != "sqlite":
+                session.execute(select(Project.id).where(Project.id == self.project_id).with_for_update())
+            yield session
 
     @contextmanager
     def read(self) -> Iterator[Any]:

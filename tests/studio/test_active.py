@@ -109,7 +109,6 @@ def test_refit_scores_open_pairs_and_the_queue_follows_the_scores(make_store):
     from sqlalchemy import select
 
     from prefkit.studio.schema import Pair, SelectionRound
-
     from prefkit.studio.tasks import import_pairs_file
     from tests.studio.conftest import write_jsonl
 

@@ -14,14 +14,14 @@ XSS = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2"> [
 
 @pytest.fixture
 def app_setup(make_store, client_for):
-    store, directory = make_store(4)
+    store, _directory = make_store(4)
     _, owner = add_annotator(store, "owner", role="admin")
     _, alice = add_annotator(store, "alice")
     return store, client_for(store), owner, alice
 
 
 def test_sign_in_sets_an_httponly_samesite_cookie(app_setup):
-    store, client, owner, _ = app_setup
+    _store, client, owner, _ = app_setup
     page = client.get("/login")
     response = client.post("/login", data={"token": owner, "csrf_token": csrf_of(page.text)}, follow_redirects=False)
     cookie = response.headers["set-cookie"].lower()
@@ -72,7 +72,7 @@ def test_every_post_route_refuses_a_missing_or_wrong_csrf_token(app_setup):
 
 
 def test_the_form_with_its_token_submits(app_setup):
-    store, client, _, alice = app_setup
+    _store, client, _, alice = app_setup
     sign_in(client, alice)
     page = client.get("/label").text
     fields = {name: value for name, value in re.findall(r'name="(\w+)" value="([^"]*)"', page)}

@@ -52,11 +52,10 @@ def _vote(client, token, nonce):
 def test_kill_9_between_votes_loses_no_acknowledged_vote(live_server, tmp_path):
     project, tokens = _project_with_annotators(tmp_path, 12, ["alice", "bob"], overlap_k=2)
     acknowledged: list[int] = []
+    lock = threading.Lock()
     for round_ in range(2):
         server = live_server("--project", str(project))
         with httpx.Client(base_url=server.url, timeout=30) as client:
-            lock = threading.Lock()
-
             def annotate(handle, round_=round_, client=client):
                 for i in range(4):
                     vote = _vote(client, tokens[handle], f"{handle}-{round_}-{i:03d}")
