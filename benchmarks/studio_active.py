@@ -127,7 +127,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--pool", type=int, default=1500, help="candidate pairs in the project")
     parser.add_argument("--heldout", type=int, default=1000, help="held-out pairs (eval prompts)")
-    parser.add_argument("--budget", type=int, default=400, help="votes per run")
+    parser.add_argument("--budget", type=int, default=300, help="votes per run")
     parser.add_argument("--refit-every", type=int, default=20)
     parser.add_argument("--members", type=int, default=8)
     parser.add_argument("--annotators", default="clean", help="the world's annotator pool")

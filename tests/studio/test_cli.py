@@ -100,3 +100,10 @@ def test_a_real_process_exits_2_without_a_traceback(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         f"prefkit studio: error: {bad}:1 [rejected]: is 30000 characters, over the studio's limit of 20000"]
+
+
+def test_the_world_choices_are_the_registered_worlds():
+    from prefkit.cli import studio as studio_cli
+    from prefkit.sim import WORLDS
+
+    assert set(studio_cli.WORLD_NAMES) == set(WORLDS)
