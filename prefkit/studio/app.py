@@ -114,7 +114,7 @@ class Studio:
         self.store, self.arena, self.refitter, self.n_boot = store, arena, refitter, n_boot
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.filters["untrusted"] = self._render
-        self.board_cache: tuple[int, Any] | None = None
+        self.board_cache: tuple[tuple[Any, ...], Any] | None = None
         self.render_mode = store.project().render
 
     def _render(self, text: str | None) -> Any:
@@ -267,12 +267,12 @@ class Studio:
     def board(self) -> Any:
         from prefkit.studio.ratings import arena_battles, leaderboard, record_run
 
-        battles = arena_battles(self.store)
-        if self.board_cache is None or self.board_cache[0] != len(battles):
-            board = leaderboard(battles, n_boot=self.n_boot)
+        battles = tuple(arena_battles(self.store))
+        if self.board_cache is None or self.board_cache[0] != battles:  # recomputed when a vote changes
+            board = leaderboard(list(battles), n_boot=self.n_boot)
             if board is not None:
                 record_run(self.store, board)
-            self.board_cache = (len(battles), board)
+            self.board_cache = (battles, board)
         return self.board_cache[1]
 
     async def leaderboard_page(self, request: Request) -> Response:

@@ -187,3 +187,27 @@ def test_no_checkpoint_name_reaches_the_label_page(make_store, client_for):
     html = client.get("/label").text
     assert "one answer" in html and "secret-model" not in html
     assert "secret-model" not in str(client.get("/api/task").json())
+
+
+def test_leaderboard_api_and_page_follow_the_votes(make_store, client_for):
+    from prefkit.studio import queue
+    from prefkit.studio.tasks import TaskRow, store_rows
+
+    store, _ = make_store(0)
+    rows = [TaskRow(f"p{i}", f"x{i} from strong", f"y{i} from weak", ("f", i + 1), "/m/strong", "/m/weak")
+            for i in range(6)]
+    store_rows(store, rows, origin="generated", source="f")
+    voter, token = add_annotator(store, "alice")
+    client = client_for(store)
+    sign_in(client, token)
+    assert client.get("/api/leaderboard").json() == {"battles": 0, "models": []}
+    for i in range(6):
+        task = queue.next_task(store, voter.id)
+        side = "left" if task.left.endswith("strong") else "right"
+        queue.vote(store, voter.id, task.assignment_id, side if i < 5 else "tie", nonce=f"board-{i:04d}")
+    board = client.get("/api/leaderboard").json()
+    assert [m["model"] for m in board["models"]] == ["strong", "weak"] and board["battles"] == 6
+    assert board["win_rate"]["strong"]["weak"] == pytest.approx(5.5 / 6, abs=1e-3)
+    queue.undo_last(store, voter.id)  # the leaderboard follows an undone vote
+    assert client.get("/api/leaderboard").json()["battles"] == 5
+    assert "strong" in client.get("/leaderboard").text
