@@ -156,3 +156,16 @@ def test_the_background_refitter_catches_up(make_store):
     finally:
         refitter.stop()
     assert not refitter.thread.is_alive()
+
+
+def test_a_gpm_ensemble_refits_too(make_store):
+    from prefkit.studio.tasks import import_pairs_file
+    from tests.studio.conftest import write_jsonl
+
+    store, directory = make_store(0, selection="variance", ensemble_kind="gpm", ensemble_size=2)
+    rows = [{"prompt": f"p{i}", "chosen": f"good w{i % 7} w{i % 5}", "rejected": f"bad w{i % 3}"} for i in range(20)]
+    import_pairs_file(store, str(write_jsonl(directory.parent / "g.jsonl", rows)))
+    alice, _ = add_annotator(store, "alice")
+    _vote_all(store, alice, active.MIN_LABELS, np.random.default_rng(2))
+    result = active.refit(store)
+    assert result is not None and result.scored == 10

@@ -211,3 +211,26 @@ def test_leaderboard_api_and_page_follow_the_votes(make_store, client_for):
     queue.undo_last(store, voter.id)  # the leaderboard follows an undone vote
     assert client.get("/api/leaderboard").json()["battles"] == 5
     assert "strong" in client.get("/leaderboard").text
+
+
+def test_leaderboard_page_shows_cycles_with_the_gpm_view(make_store, client_for):
+    from prefkit.studio import queue
+    from prefkit.studio.tasks import TaskRow, store_rows
+
+    store, _ = make_store(0)
+    beats = [("rock", "scissors"), ("scissors", "paper"), ("paper", "rock")]
+    rows = [TaskRow(f"p{i}-{w}", f"answer {i} {w}", f"answer {i} {lo}", ("f", 10 * i + k), f"/m/{w}", f"/m/{lo}")
+            for i in range(4) for k, (w, lo) in enumerate(beats)]
+    store_rows(store, rows, origin="generated", source="f")
+    voter, token = add_annotator(store, "alice")
+    for i in range(len(rows)):
+        task = queue.next_task(store, voter.id)
+        winner = dict(beats)[task.prompt.split("-")[1]]  # the loser's name
+        side = "right" if task.left.endswith(winner) else "left"
+        queue.vote(store, voter.id, task.assignment_id, side, nonce=f"cycle-{i:04d}")
+    client = client_for(store, n_boot=5)
+    sign_in(client, token)
+    page = client.get("/leaderboard").text
+    assert 'id="cycles"' in page and 'id="gpm"' in page and "Nash mixture" in page
+    board = client.get("/api/leaderboard").json()
+    assert len(board["cycles"]) == 1 and set(board["gpm"]["nash"]) == {"rock", "paper", "scissors"}
