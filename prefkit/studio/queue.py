@@ -4,7 +4,8 @@
 button show the same task), else the best open pair they have not seen whose live assignments
 (labelled, or issued and not expired) number fewer than the project's ``overlap_k``; "best" is
 the active-selection score of the latest refit (highest first), then a random key fixed at
-import (random order, the control). Left/right is a coin flip recorded on the assignment.
+import (random order, the control). Left/right is randomised in blocks of two per annotator
+and recorded on the assignment.
 
 ``vote`` stores the canonical verdict (the side clicked, translated through ``left_is_a``) and
 commits before it returns, so a served next task always follows a durable vote. A repeated
@@ -80,6 +81,24 @@ def _task(session: Any, assignment: Any) -> Task:
     return Task(assignment.id, pair.id, session.get(Prompt, pair.prompt_id).text, left.text, right.text, pair.origin)
 
 
+def _side(session: Any, annotator_id: int) -> bool:
+    """``left_is_a`` for the annotator's next task: randomised in blocks of two (a coin flip, then
+    the other order), so each annotator sees A on the left exactly as often as on the right, up
+    to one task, and position bias cannot masquerade as preference."""
+    from sqlalchemy import func, select
+
+    from prefkit.studio.schema import Assignment
+
+    count = int(session.scalar(select(func.count()).select_from(Assignment)
+                               .where(Assignment.annotator_id == annotator_id)) or 0)
+    if count % 2:
+        previous = session.scalar(select(Assignment.left_is_a).where(Assignment.annotator_id == annotator_id)
+                                  .order_by(Assignment.id.desc()).limit(1))
+        if previous is not None:
+            return not previous
+    return bool(secrets.randbelow(2))
+
+
 def next_task(store: Store, annotator_id: int) -> Task | None:
     """The annotator's current task, or a new one, or None when nothing is left for them."""
     from sqlalchemy import select
@@ -112,7 +131,7 @@ def next_task(store: Store, annotator_id: int) -> Task | None:
         for stale in s.scalars(select(Assignment).where(Assignment.pair_id == pair.id, Assignment.status == "issued",
                                                          Assignment.expires_at <= now)):
             stale.status = "expired"  # its slot goes to this annotator; a late vote on it is refused
-        assignment = Assignment(pair_id=pair.id, annotator_id=annotator_id, left_is_a=bool(secrets.randbelow(2)),
+        assignment = Assignment(pair_id=pair.id, annotator_id=annotator_id, left_is_a=_side(s, annotator_id),
                                 issued_at=now, expires_at=now + lock, status="issued")
         s.add(assignment)
         s.flush()

@@ -45,7 +45,7 @@ def test_clicked_side_becomes_the_canonical_verdict(make_store, left_is_a, choic
     assert queue.verdict_of(choice, left_is_a) == expected
 
 
-def test_left_right_order_is_randomised(make_store):
+def test_left_right_order_is_randomised_and_balanced(make_store):
     from sqlalchemy import select
 
     from prefkit.studio.schema import Assignment
@@ -56,8 +56,9 @@ def test_left_right_order_is_randomised(make_store):
         task = queue.next_task(store, alice.id)
         queue.vote(store, alice.id, task.assignment_id, "left", nonce=f"nonce-{i:04d}")
     with store.read() as s:
-        sides = list(s.scalars(select(Assignment.left_is_a)))
-    assert 5 <= sum(sides) <= 35  # both orders occur (P(fail) < 1e-5 for a fair coin)
+        sides = list(s.scalars(select(Assignment.left_is_a).order_by(Assignment.id)))
+    assert all(sides[i] != sides[i + 1] for i in range(0, 40, 2))
+    assert sum(sides) == 20  # randomised in blocks of two: exactly balanced
 
 
 def test_a_repeated_submission_is_one_vote(make_store):
