@@ -12,7 +12,7 @@ DEMO_ARGS ?=
 PIP := $(VENV)/bin/python -m pip
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint install dev bench clean
+.PHONY: demo test lint install dev bench clean browser-deps
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,22 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(PY) -m ruff check prefkit tests benchmarks
-	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 -rs $(PYTEST_ARGS)
+
+# The studio's browser tests drive Debian's chromium with its chromedriver (no browser download
+# is possible). Installs them when missing and possible (root, apt-get); otherwise says why the
+# browser tests will skip. CI (.ci/run) runs this before `make test`.
+browser-deps:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then \
+		echo "browser-deps: chromium and chromedriver present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "browser-deps: installing Debian chromium and chromium-driver"; \
+		( DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver \
+		    >/dev/null ) || echo "browser-deps: could not install chromium; the studio browser tests will skip"; \
+	else \
+		echo "browser-deps: not root or no apt-get; the studio browser tests will skip (install chromium chromium-driver)"; \
+	fi
 
 lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check .

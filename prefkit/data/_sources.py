@@ -46,6 +46,10 @@ def open_source(data: Any, *, max_row_bytes: int | None = None) -> RowSource:
     """
     if not isinstance(data, (str, os.PathLike)):
         return _dataset_source(data, "<datasets.Dataset>")
+    if isinstance(data, str) and data.startswith("studio:"):  # the votes of a prefkit studio project
+        from prefkit.studio.export import studio_rows
+
+        return RowSource(*studio_rows(data[len("studio:"):]), [])
     path = Path(data)
     name = str(data)
     if path.is_dir():

@@ -18,6 +18,7 @@ never followed.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -69,10 +70,8 @@ class RunDir:
                 pass
             self.locked = False
         if self.created:
-            try:
+            with contextlib.suppress(OSError):
                 self.path.rmdir()  # only when nothing was written
-            except OSError:
-                pass
 
 
 def latest_checkpoint(root: str | Path) -> Path | None:
