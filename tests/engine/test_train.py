@@ -220,3 +220,25 @@ def test_text_that_tokenizes_to_nothing_is_an_error_naming_the_row(tmp_path):
     pairs[2] = dataclasses.replace(pairs[2], chosen=unknown)
     with pytest.raises(InputError, match=r"mem\.jsonl:3 \[chosen\]: the text tokenizes to no tokens"):
         train(cfg, data=TrainData(pairs=pairs), policy=policy, progress=False)
+
+
+def test_a_reference_cache_hit_builds_no_reference_copy(tmp_path, monkeypatch):
+    """The initial policy's log-probs are keyed by its own weights: a hit needs no frozen copy, and
+    with nothing left to use it (no evaluation, a checkpoint not saved as reference/) none is kept."""
+    from prefkit.data import write_jsonl
+    from prefkit.engine.offline import train as offline_train
+    from prefkit.policy import build_tiny_checkpoint
+
+    pairs = make_pairs(8)
+    base = build_tiny_checkpoint(tmp_path / "base", TrainData(pairs=pairs).texts(), tiny_config(tmp_path).tiny)
+    data_file = tmp_path / "pairs.jsonl"
+    write_jsonl(pairs, data_file)
+    copies = []
+    real = offline_train.frozen_copy
+    monkeypatch.setattr(offline_train, "frozen_copy", lambda policy: copies.append(1) or real(policy))
+    first = train(tiny_config(tmp_path / "1", "dpo", f"model={base}", f"data.path={data_file}"), progress=False)
+    second = train(tiny_config(tmp_path / "2", "dpo", f"model={base}", f"data.path={data_file}"), progress=False)
+    assert (first.metrics["ref_cache_hit"], second.metrics["ref_cache_hit"]) == (False, True)
+    assert len(copies) == 1  # the miss only
+    assert first.metrics["final_loss"] == pytest.approx(second.metrics["final_loss"], rel=1e-6)
+    assert not (tmp_path / "2" / "run" / "reference").exists()

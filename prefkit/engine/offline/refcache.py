@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -140,31 +140,39 @@ def write_cached(path: Path, logps: torch.Tensor) -> None:
 
 def reference_logps(
     examples: Examples,
-    reference: Policy,
+    reference: Policy | Callable[[], Policy],
     cfg: TrainConfig,
     *,
     session: RunSession | None = None,
     batch_size: int = 32,
     use_cache: bool | None = None,
     model_hash: str | None = None,
+    same_as: Policy | None = None,
 ) -> tuple[torch.Tensor, bool]:
     """Reference log-prob sums for every example; returns ``(logps, cache_hit)``.
 
-    ``session`` (a ``RunSession``) shards the work over its processes; without one, this
-    process scores everything.
+    ``reference`` may be a function that builds it, called only on a cache miss; ``same_as`` is
+    then a policy with the reference's weights, dtype and tokenizer (the initial policy), whose
+    fingerprint is the key, so a hit never builds the reference. ``session`` (a ``RunSession``)
+    shards the work over its processes; without one, this process scores everything.
     """
     use_cache = cfg.ref_cache if use_cache is None else use_cache
     world = session.world if session is not None else 1
+    keyed = same_as if same_as is not None else reference
+    if not isinstance(keyed, Policy):
+        raise TypeError("a lazily built reference needs same_as= (a policy with its weights) for the cache key")
     path = None
     if use_cache:
-        model_hash = model_hash or model_fingerprint(reference.model)
-        path = cache_dir() / f"{cache_key(examples, reference, cfg, model_hash)}.safetensors"
+        model_hash = model_hash or model_fingerprint(keyed.model)
+        path = cache_dir() / f"{cache_key(examples, keyed, cfg, model_hash)}.safetensors"
         cached = read_cached(path)
         hit = cached is not None and tuple(cached.shape) == output_shape(examples)
         if world > 1:
             hit = bool(session.all_sum(torch.tensor([float(hit)]))[0] == world)
         if hit:
             return cached, True
+    if not isinstance(reference, Policy):
+        reference = reference()
     if session is not None and world > 1:
         mine = session.shard_index(len(examples))
         logps = session.all_sum(compute_reference_logps(examples, reference, cfg, batch_size, mine))

@@ -14,6 +14,7 @@ from prefkit.engine.methods import Method
 from prefkit.engine.models import (
     build_policy,
     build_reference,
+    frozen_copy,
     initial_reference,
     lora_summary,
     prepare_for_training,
@@ -26,6 +27,7 @@ from prefkit.engine.offline.shapes import ListwiseShape, OfflineShape, PairwiseS
 from prefkit.engine.run import RunSession, TrainResult
 from prefkit.errors import InputError
 from prefkit.policy import Policy
+from prefkit.policy.lora import is_lora
 
 Evaluate = Callable[[Policy, Policy | None, int], dict[str, Any]]
 
@@ -73,16 +75,29 @@ def run_offline(session: RunSession, method: Method, *, data: TrainData | None, 
     check_batch_size(cfg.train.batch_size, len(examples), file=cfg.data.path)
     eval_examples = tokenize(method, policy, held_out, session) if held_out is not None else None
 
+    save_reference = not cfg.ref_model and (cfg.model == "tiny" or reference_given)
     ref_logps = eval_ref = None
     cache_hit, ref_s = False, 0.0
     if loss is not None and loss.spec.needs_reference:
-        reference = reference or build_reference(cfg, policy, session.device, session.model_dtype)
         began = time.perf_counter()
-        ref_logps, cache_hit = reference_logps(examples, reference, cfg.train, session=session)
+        if reference is not None or cfg.ref_model or is_lora(policy.model):
+            reference = reference or build_reference(cfg, policy, session.device, session.model_dtype)
+            source, same_as = reference, None
+        else:  # the initial policy: keyed by the policy's own weights, copied only on a cache miss
+            built: list[Policy] = []
+            source = lambda: built[0] if built else built.append(frozen_copy(policy)) or built[0]  # noqa: E731
+            same_as = policy
+        ref_logps, cache_hit = reference_logps(examples, source, cfg.train, session=session, same_as=same_as)
         if eval_examples is not None:
-            eval_ref, _ = reference_logps(eval_examples, reference, cfg.train, session=session)
+            eval_ref, _ = reference_logps(eval_examples, source, cfg.train, session=session, same_as=same_as)
+        if same_as is not None:
+            reference = built[0] if built else None
         ref_s = time.perf_counter() - began
-    if evaluate is not None and reference is None:
+    needs_reference_later = evaluate is not None or (save_reference and loss is not None
+                                                      and loss.spec.needs_reference)
+    if not needs_reference_later:
+        reference = None  # its log-probs are computed: free its weights before training
+    elif reference is None:
         reference = initial_reference(policy)
     setup_s = time.perf_counter() - setup_start
 
@@ -93,8 +108,7 @@ def run_offline(session: RunSession, method: Method, *, data: TrainData | None, 
     def save() -> None:
         # reference/: the tiny preset's (or an in-memory) reference is not loadable from a path otherwise
         save_policy_outputs(cfg, session.out, policy, reference, loaded_from_model=loaded_from_model,
-                            save_reference=not cfg.ref_model and (cfg.model == "tiny" or reference_given),
-                            state_dict=session.state_dict)
+                            save_reference=save_reference, state_dict=session.state_dict)
 
     session.on_main(save)
     summary = session.finish({
