@@ -103,6 +103,10 @@ class TrainConfig:
     """Evaluate every N steps (0: only at the end)."""
     save_every: int = 0
     """Checkpoint every N steps (0: only at the end)."""
+    final_checkpoint: bool = True
+    """Write a checkpoint (weights, optimizer, generators) at the last step, so the finished run can
+    be extended with ``--resume``; ``false`` saves only the trained model at the end (saves the
+    optimizer-state write, about 2x the weights)."""
     shuffle: bool = True
     ref_cache: bool = True
     """Compute reference log-probs once and cache them on disk (keyed by data and model)."""
@@ -437,6 +441,10 @@ class RunConfig:
     ref_model: str | None = None
     """Reference policy; ``None`` means the initial policy."""
     trust_remote_code: bool = False
+    attn_implementation: Literal["eager", "sdpa", "flash_attention_2", "flash_attention_3"] | None = None
+    """Attention kernel of a loaded checkpoint (``model``, ``ref_model``); ``None`` keeps the
+    checkpoint's own choice (the tiny preset always uses sdpa). flash-attention needs its package
+    and a GPU; with ``train.packing`` it runs the varlen kernels."""
     seed: int = 0
     out: str = "runs/train"
     tiny: TinyConfig = field(default_factory=TinyConfig)
@@ -450,6 +458,9 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         """Rules across sections (each section checks its own keys)."""
+        if self.model == "tiny" and self.attn_implementation not in (None, "sdpa"):
+            raise CrossSectionError(f"attn_implementation={self.attn_implementation}: the tiny preset is built with "
+                                    "sdpa; this key applies to a loaded checkpoint (model=PATH)")
         if self.model == "tiny" and self.tiny.max_position_embeddings < self.train.max_length:
             raise CrossSectionError(
                 f"tiny.max_position_embeddings ({self.tiny.max_position_embeddings}) is smaller than "

@@ -38,6 +38,7 @@ def build_policy(cfg: RunConfig, texts: Sequence[str], device: torch.device, dty
         policy = Policy.tiny(texts, cfg.tiny, seed=cfg.seed, device=device)
     else:
         policy = Policy.load(cfg.model, device=device, dtype=dtype, trust_remote_code=cfg.trust_remote_code,
+                             attn_implementation=cfg.attn_implementation,
                              quantization_config=quantization)
     return with_lora(cfg, policy, quantized=quantization is not None)
 
@@ -70,7 +71,8 @@ def prepare_for_training(cfg: RunConfig, model: torch.nn.Module) -> None:
 def build_reference(cfg: RunConfig, policy: Policy, device: torch.device, dtype: str | None) -> Policy:
     """``cfg.ref_model`` when given, else the initial policy (:func:`initial_reference`)."""
     if cfg.ref_model:
-        reference = Policy.load(cfg.ref_model, device=device, dtype=dtype, trust_remote_code=cfg.trust_remote_code)
+        reference = Policy.load(cfg.ref_model, device=device, dtype=dtype, trust_remote_code=cfg.trust_remote_code,
+                                attn_implementation=cfg.attn_implementation)
         reference.model.eval().requires_grad_(False)
         return reference
     return initial_reference(policy)

@@ -475,7 +475,7 @@ class RunSession:
                             if logger is not None:
                                 logger.log(state.step, scores)
                             last_metrics.update(scores)
-                    if is_last or (train.save_every and state.step % train.save_every == 0):
+                    if (is_last and train.final_checkpoint) or (train.save_every and state.step % train.save_every == 0):
                         self._save(model, optimizer, shape, state, config_dict, last_metrics)
         finally:
             if logger is not None:

@@ -171,6 +171,7 @@ class Policy:
         dtype: Precision | None = None,
         trust_remote_code: bool = False,
         quantization_config: Any | None = None,
+        attn_implementation: str | None = None,
     ) -> Policy:
         """Load a Hugging Face causal LM and its tokenizer from a local directory.
 
@@ -179,7 +180,8 @@ class Policy:
         (``org/name``) is fetched from the Hub when the machine is online. Remote code runs only
         with ``trust_remote_code=True``. ``quantization_config`` (a bitsandbytes config, see
         ``prefkit.policy.lora.quantization_config``) loads the weights quantized, straight onto
-        ``device``.
+        ``device``. ``attn_implementation`` (``eager``, ``sdpa``, ``flash_attention_2``) picks the
+        attention kernel; ``None`` keeps the checkpoint's choice.
         """
         torch_dtype = resolve_dtype(dtype)
         target = resolve_device(device)
@@ -193,6 +195,8 @@ class Policy:
             raise InputError("model directory does not exist", file=source)
         target = resolve_device(device)
         placement: dict[str, Any] = {}
+        if attn_implementation is not None:
+            placement["attn_implementation"] = attn_implementation
         if quantization_config is not None:
             placement = {"quantization_config": quantization_config, "device_map": device_map(target)}
         try:
@@ -203,7 +207,7 @@ class Policy:
             )
         except (OSError, ValueError) as error:
             raise InputError(f"cannot load a causal LM from here: {error}", file=source) from error
-        policy = cls(model if placement else model.to(target), tokenizer)
+        policy = cls(model if quantization_config is not None else model.to(target), tokenizer)
         check_fast_path(policy.model)
         return policy
 

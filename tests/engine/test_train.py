@@ -204,8 +204,9 @@ def test_trains_from_a_saved_hugging_face_directory_on_conversational_data(tmp_p
     ]
     texts = ["user assistant topic please good answer bad reply alpha beta gamma delta"]
     model_dir = build_tiny_checkpoint(tmp_path / "base", texts, TinyConfig(hidden_size=16, layers=1, heads=2))
-    cfg = tiny_config(tmp_path, "dpo", f"model={model_dir}", "train.steps=3")
+    cfg = tiny_config(tmp_path, "dpo", f"model={model_dir}", "train.steps=3", "attn_implementation=eager")
     result = train(cfg, data=TrainData(pairs=pairs), progress=False)
+    assert result.policy.model.config._attn_implementation == "eager"
     assert result.history[0]["loss"] == pytest.approx(0.693147, abs=1e-5)
     assert result.history[-1]["rewards/margins"] > 0
     assert not (tmp_path / "run" / "reference").exists()  # loadable from model_dir instead
@@ -242,3 +243,16 @@ def test_a_reference_cache_hit_builds_no_reference_copy(tmp_path, monkeypatch):
     assert len(copies) == 1  # the miss only
     assert first.metrics["final_loss"] == pytest.approx(second.metrics["final_loss"], rel=1e-6)
     assert not (tmp_path / "2" / "run" / "reference").exists()
+
+
+def test_final_checkpoint_false_saves_only_the_model_and_attention_keys_are_checked(tmp_path):
+    from prefkit.config import ConfigError
+
+    cfg = tiny_config(tmp_path, "dpo", "train.final_checkpoint=false")
+    train(cfg, data=TrainData(pairs=make_pairs(8)), progress=False)
+    assert (tmp_path / "run" / "policy" / "model.safetensors").exists()
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    with pytest.raises(ConfigError, match="the tiny preset is built with sdpa"):
+        tiny_config(tmp_path, "dpo", "attn_implementation=eager")
+    with pytest.raises(ConfigError, match="attn_implementation"):
+        tiny_config(tmp_path, "dpo", "attn_implementation=flash")
