@@ -226,7 +226,7 @@ def test_online_lora_refuses_what_it_cannot_honour(tmp_path):
     with pytest.raises(InputError, match=r"\[lora\.r\].*trains nothing"):
         train(_world_config(tmp_path / "a", "best_of_n", "online.reward=win_rate"), data=TrainData(prompts=prompts),
               progress=False)
-    with pytest.raises(InputError, match=r"\[online\.backend\].*LoRA"):
+    with pytest.raises(InputError, match=r"\[online\.backend\].*prefkit\[vllm\]"):  # LoRA + vLLM syncs merged weights: needs vLLM
         train(_world_config(tmp_path / "b", "online_dpo", "online.backend=vllm"), data=TrainData(prompts=prompts),
               progress=False)
 

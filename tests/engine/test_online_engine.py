@@ -356,6 +356,6 @@ def test_the_vllm_backend_without_vllm_is_a_clear_error(tmp_path):
     else:  # pragma: no cover - only on machines with vLLM
         pytest.skip("vLLM is installed here")
     cfg = toy_config(tmp_path, "online_dpo", "online.backend=vllm")
-    with pytest.raises(ImportError, match=r"prefkit\[vllm\]"):
+    with pytest.raises(InputError, match=r"\[online\.backend\].*prefkit\[vllm\]"):
         build_online_run(RunSession.start(cfg), get_method("online_dpo"), data=TrainData(prompts=[PROMPT]),
                          policy=one_token_policy(np.zeros(4)), judge=MatrixJudge(BT))

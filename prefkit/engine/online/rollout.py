@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from prefkit.data.records import Text
+from prefkit.errors import InputError
 from prefkit.policy import Policy, Samples
 from prefkit.policy.policy import keep_end
 
@@ -43,7 +44,7 @@ class Sampler:
 
     def __init__(self, policy: Policy, *, max_new_tokens: int, top_p: float = 1.0,
                  max_prompt_length: int | None = None, backend: str = "hf",
-                 vllm_gpu_memory_utilization: float = 0.3) -> None:
+                 vllm_gpu_memory_utilization: float = 0.3, rank: int = 0, world: int = 1) -> None:
         self.policy = policy
         self.max_new_tokens = max_new_tokens
         self.top_p = top_p
@@ -51,7 +52,8 @@ class Sampler:
         self.stats = GenerationStats()
         self._vllm: VLLMBackend | None = None
         if backend == "vllm":
-            self._vllm = VLLMBackend(policy, gpu_memory_utilization=vllm_gpu_memory_utilization)
+            self._vllm = VLLMBackend(policy, gpu_memory_utilization=vllm_gpu_memory_utilization, rank=rank,
+                                     world=world)
         elif backend != "hf":
             raise ValueError(f"online.backend must be 'hf' or 'vllm', got {backend!r}")
 
@@ -84,23 +86,28 @@ class Sampler:
 
 
 class VLLMBackend:
-    """vLLM generation behind the ``Sampler`` interface (one GPU, the policy's architecture).
+    """vLLM generation behind the ``Sampler`` interface (colocated: one engine per process, on
+    that process's GPU, the policy's architecture).
 
-    The engine is built once from a saved copy of the policy; before every draw the policy's
-    current weights are loaded into it (``model.load_weights``), so samples are on-policy.
-    Sampled ids are re-scored by the policy (exact training log-probs at temperature 1).
+    The engine is built once from a saved copy of the policy; before every draw (every step,
+    or every round of a batched-iterative method) the policy's current weights are loaded into
+    it (``model.load_weights``; a LoRA policy's merged weights ``W + (alpha / r) B A``), so samples
+    are on-policy. Under several processes each rank runs its own engine through vLLM's
+    ``external_launcher`` (as TRL's colocate mode does) with its rank as the seed offset. Sampled
+    ids are re-scored by the policy (exact training log-probs at temperature 1).
     """
 
-    def __init__(self, policy: Policy, *, gpu_memory_utilization: float) -> None:
+    def __init__(self, policy: Policy, *, gpu_memory_utilization: float, rank: int = 0, world: int = 1) -> None:
         try:
             import vllm  # noqa: F401
         except ImportError:
-            raise ImportError(
-                "online.backend=vllm needs vLLM: pip install 'prefkit[vllm]' (GPU machines); "
-                "the default online.backend=hf needs nothing extra"
+            raise InputError(
+                "vLLM is not installed: pip install 'prefkit[vllm]' (GPU machines); "
+                "the default online.backend=hf needs nothing extra", field="online.backend"
             ) from None
         if policy.device.type != "cuda":
-            raise ValueError("online.backend=vllm needs the policy on a CUDA device (train.device=cuda)")
+            raise InputError("vLLM needs the policy on a CUDA device (train.device=cuda or auto on a GPU machine)",
+                             field="online.backend")
         import os
         import tempfile
 
@@ -110,8 +117,9 @@ class VLLMBackend:
         self.policy = policy
         self._dir = tempfile.mkdtemp(prefix="prefkit-vllm-")
         policy.save(self._dir)
+        launch: dict[str, Any] = {"distributed_executor_backend": "external_launcher", "seed": rank} if world > 1 else {}
         self.llm = LLM(model=self._dir, gpu_memory_utilization=gpu_memory_utilization,
-                       dtype=str(policy.dtype).replace("torch.", ""), enable_prefix_caching=True)
+                       dtype=str(policy.dtype).replace("torch.", ""), enable_prefix_caching=True, **launch)
 
     def _model(self) -> Any:
         executor = self.llm.llm_engine.model_executor
@@ -124,8 +132,12 @@ class VLLMBackend:
         return model
 
     def sync_weights(self) -> None:
+        from prefkit.policy.lora import is_lora, merged_state_dict
+
+        model = self.policy.model
         with torch.no_grad():
-            self._model().load_weights((name, p.detach()) for name, p in self.policy.model.state_dict().items())
+            weights = merged_state_dict(model, device=self.policy.device) if is_lora(model) else model.state_dict()
+            self._model().load_weights((name, p.detach()) for name, p in weights.items())
         reset = getattr(self.llm, "reset_prefix_cache", None)
         if reset is not None:
             reset()

@@ -156,9 +156,6 @@ def build_online_run(
     if cfg.lora.enabled and objective.build is None:
         raise InputError(f"{method.name} trains nothing (it samples n and keeps the best), so LoRA adapters would "
                          "stay at zero: set lora.r=0", field="lora.r")
-    if cfg.lora.enabled and cfg.online.backend == "vllm":
-        raise InputError("online.backend=vllm copies the policy's plain weights into the engine and does not read "
-                         "LoRA adapters yet: use online.backend=hf with lora.r > 0", field="online.backend")
     answers = load_answers(cfg, data, world, prompts, online_judge) if recipe.needs_answers else None
 
     setup_start = time.perf_counter()
@@ -179,7 +176,8 @@ def build_online_run(
                           f"({cfg.online.max_new_tokens})")
     sampler = Sampler(policy, max_new_tokens=cfg.online.max_new_tokens, top_p=cfg.online.top_p,
                       max_prompt_length=max_prompt, backend=cfg.online.backend,
-                      vllm_gpu_memory_utilization=cfg.online.vllm_gpu_memory_utilization)
+                      vllm_gpu_memory_utilization=cfg.online.vllm_gpu_memory_utilization,
+                      rank=session.rank, world=session.world)
     shape = None
     if objective.build is not None:
         loss = resolve_loss(method, cfg.loss)
