@@ -9,7 +9,8 @@ an explicit reference model. Each configuration runs in its own process (clean p
 - ``trl``: TRL computing reference log-probs inline (its default);
 - ``trl-precompute``: TRL with ``precompute_ref_log_probs=True``;
 - ``prefkit``: ``prefkit train --method dpo`` (reference log-probs computed once before the loop,
-  with an empty cache, and their time counted).
+  with an empty cache, and their time counted);
+- ``prefkit-packed``: the same with ``train.packing=true`` (padding-free rows).
 
 tokens/s = non-padding tokens through the policy forward (chosen and rejected rows both) divided
 by the training wall time (TRL: ``trainer.train()``; prefkit: the loop plus the reference pass).
@@ -79,15 +80,15 @@ def run_trl(args: argparse.Namespace, precompute: bool) -> dict:
     return {"tokens": int(trainer._total_train_tokens), "wall_s": wall, "losses": losses}
 
 
-def run_prefkit(args: argparse.Namespace) -> dict:
+def run_prefkit(args: argparse.Namespace, packing: bool = False) -> dict:
     os.environ["PREFKIT_CACHE"] = str(Path(args.workdir) / "prefkit-cache")
     from prefkit.config import RunConfig, load
     from prefkit.engine import train
 
-    cfg = load(RunConfig, None, prefkit_overrides(
+    cfg = load(RunConfig, None, [*prefkit_overrides(
         args.model, args.data, Path(args.workdir) / "prefkit", steps=args.steps, batch_size=8, max_length=128,
         lr=5e-5, beta=0.1, precision="fp32",
-    ))
+    ), f"train.packing={str(packing).lower()}"])
     result = train(cfg, progress=False)
     m = result.metrics
     losses = [h["loss"] for h in result.history]
@@ -100,8 +101,8 @@ def worker(args: argparse.Namespace) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.worker == "prefkit":
-        out = run_prefkit(args)
+    if args.worker in ("prefkit", "prefkit-packed"):
+        out = run_prefkit(args, packing=args.worker == "prefkit-packed")
     else:
         out = run_trl(args, precompute=args.worker == "trl-precompute")
     out["peak_rss_mib"] = peak_rss_mib()
@@ -116,7 +117,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="alternate the runs this many times")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--worker", choices=["trl", "trl-precompute", "prefkit"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["trl", "trl-precompute", "prefkit", "prefkit-packed"],
+                        help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
@@ -132,7 +134,7 @@ def main() -> None:
 
     import prefkit
 
-    results: dict[str, list[dict]] = {"trl": [], "trl-precompute": [], "prefkit": []}
+    results: dict[str, list[dict]] = {"trl": [], "trl-precompute": [], "prefkit": [], "prefkit-packed": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data = make_data(tmp, args.pairs, seed=0)
@@ -166,6 +168,9 @@ def main() -> None:
         "tokens": {k: results[k][0]["tokens"] for k in results},
         "ratio_vs_trl": median("prefkit", "tokens_per_s") / median("trl", "tokens_per_s"),
         "ratio_vs_trl_precompute": median("prefkit", "tokens_per_s") / median("trl-precompute", "tokens_per_s"),
+        "packed_ratio_vs_trl": median("prefkit-packed", "tokens_per_s") / median("trl", "tokens_per_s"),
+        "packed_loss_max_abs_diff": float(np.abs(np.array(results["prefkit-packed"][0]["losses"])[:n]
+                                                 - pk_losses[:n]).max()),
         "loss_max_abs_diff": float(np.abs(trl_losses[:n] - pk_losses[:n]).max()),
         "loss_first_last": {"trl": [float(trl_losses[0]), float(trl_losses[-1])],
                             "prefkit": [float(pk_losses[0]), float(pk_losses[-1])]},
@@ -180,7 +185,8 @@ def main() -> None:
     for k in results:
         print(f"| {k} | {summary['tokens_per_s'][k]:.0f} | {summary['peak_rss_mib'][k]:.0f} | {summary['tokens'][k]} |")
     print(f"prefkit / TRL = {summary['ratio_vs_trl']:.2f}x; prefkit / TRL (precomputed reference) = "
-          f"{summary['ratio_vs_trl_precompute']:.2f}x")
+          f"{summary['ratio_vs_trl_precompute']:.2f}x; prefkit packed / TRL = {summary['packed_ratio_vs_trl']:.2f}x "
+          f"(packed vs padded losses within {summary['packed_loss_max_abs_diff']:.1e})")
     print(f"loss trajectory: max |TRL - prefkit| over {n} steps = {summary['loss_max_abs_diff']:.2e}; "
           f"first/last TRL {summary['loss_first_last']['trl']}, prefkit {summary['loss_first_last']['prefkit']}")
 
