@@ -99,14 +99,17 @@ ONLINE: tuple[Entry, ...] = (
           fast=False),
     Entry("best-of-4 (BT reward)", "best_of_n", data="online", overrides={"online": {"judge": "bt"}}),
     Entry("best-of-4 (annotator win-rate)", "best_of_n", data="online", overrides={"online": _WIN_RATE}, fast=False),
-    Entry("PPO (BT reward)", "ppo", data="online", overrides={"online": {"judge": "bt", "preset": "alpacafarm_sim"}},
+    Entry("PPO (BT reward)", "ppo", data="online",
+          overrides={"train": {"lr": 3e-4}, "online": {"judge": "bt", "preset": "alpacafarm_sim"}}, fast=False),
+    Entry("pairwise PPO (annotators vs reference)", "pairwise_ppo", data="online", overrides={"train": {"lr": 3e-4}},
           fast=False),
-    Entry("pairwise PPO (annotators vs reference)", "pairwise_ppo", data="online", fast=False),
-    Entry("RLOO (BT reward)", "rloo", data="online", overrides={"online": {"judge": "bt"}}, fast=False),
-    Entry("GRPO (BT reward)", "grpo", data="online", overrides={"online": {"judge": "bt"}}, fast=False),
-    Entry("Dr. GRPO (BT reward)", "dr_grpo", data="online", overrides={"online": {"judge": "bt"}}, fast=False),
-    Entry("REINFORCE++ (BT reward)", "reinforce_pp", data="online", overrides={"online": {"judge": "bt"}},
+    Entry("RLOO (BT reward)", "rloo", data="online", overrides={"online": {"judge": "bt"}}),
+    Entry("GRPO (BT reward)", "grpo", data="online", overrides={"loss": {"beta": 0.2}, "online": {"judge": "bt"}},
           fast=False),
+    Entry("Dr. GRPO (BT reward)", "dr_grpo", data="online", overrides={"train": {"lr": 3e-4}, "online": {"judge": "bt"}},
+          fast=False),
+    Entry("REINFORCE++ (BT reward)", "reinforce_pp", data="online",
+          overrides={"train": {"lr": 1e-4}, "online": {"judge": "bt"}}, fast=False),
 )
 """The online methods (sample -> judge -> update; docs/online.md). The judge is the world's
 annotator pool (the one that labelled the offline pairs), or a preference model trained on those
@@ -118,7 +121,10 @@ number of steps is the budget over its cost per step; a trained judge's own cost
 oracle and is never used here.
 Learning rate (``DemoSettings.online_lr`` unless set here) and beta: the best of a grid (lr 1e-4,
 3e-4, 1e-3, 3e-3; two betas) on the transitive world, seed 0, at the --fast budget
-(benchmarks/RESULTS.md, "Online methods")."""
+(benchmarks/RESULTS.md, "Online methods"; the reinforcement-learning baselines: a smaller grid,
+"RL baselines"). PPO uses AlpacaFarm's settings (``online.preset=alpacafarm_sim``: KL coefficient
+0.0067) and a separate critic; pairwise PPO judges each sample against a reference sample with the
+annotator pool (0/1 labels: the reward is the label)."""
 
 
 @dataclass(frozen=True)
