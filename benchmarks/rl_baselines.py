@@ -121,11 +121,11 @@ def proxy_reward(ctx: DemoContext, prompts: list[str], samples: list[list[str]])
     return mean(samples) - mean(ctx.ref_samples.texts)
 
 
-def measure(ctx: DemoContext, prompts: list[str], samples: list[list[str]], evaluation: Any, kl: float,
+def measure(ctx: DemoContext, prompts: list[str], texts: list[list[str]], evaluation: Any, kl: float,
             **extra: Any) -> dict[str, Any]:
     return {"win_rate": evaluation.win_rate, "win_rate_se": evaluation.win_rate_se, "kl": kl,
-            "annotator_win_rate": annotator_win_rate(ctx, prompts, samples),
-            "proxy_reward": proxy_reward(ctx, prompts, samples), "utility": evaluation.mean_utility, **extra}
+            "annotator_win_rate": annotator_win_rate(ctx, prompts, texts),
+            "proxy_reward": proxy_reward(ctx, prompts, texts), "utility": evaluation.mean_utility, **extra}
 
 
 def flat_params(policy: Policy) -> torch.Tensor:
