@@ -347,3 +347,30 @@ def test_grpo_loss_types_resolve_through_the_method(tmp_path):
         session.close()
     recipe = resolve_recipe(get_method("dr_grpo"), toy_config(tmp_path, "dr_grpo").online)
     assert recipe.samples_per_prompt == 4 and recipe.on_policy
+
+
+def test_a_separate_critic_starts_from_a_checkpoint_with_the_policys_tokenizer(tmp_path):
+    from prefkit.config import TinyConfig
+    from prefkit.policy import Policy
+
+    tiny = TinyConfig(hidden_size=16, layers=1, heads=2)
+    policy = Policy.tiny(["a0 a1 a2 a3 x"], tiny, seed=0)
+    policy.save(tmp_path / "same")
+    Policy.tiny(["other words entirely"], tiny, seed=1).save(tmp_path / "other")
+    cfg = ["online.reward=win_rate", "online.samples_per_prompt=2", "tiny.hidden_size=16", "tiny.layers=1",
+           "tiny.heads=2"]
+    session, setup = _setup(tmp_path / "a", "ppo", *cfg, f"online.critic_model={tmp_path / 'same'}",
+                            judge=MatrixJudge(BT), policy=policy)
+    saved = policy.model.model.state_dict()
+    for name, value in setup.critic.backbone.state_dict().items():
+        assert torch.equal(value, saved[name]), name
+    session.close()
+    for bad, message in (("other", "another"), ("missing", "not a Hugging Face model directory")):
+        with pytest.raises(InputError, match=rf"online\.critic_model.*{message}"):
+            _setup(tmp_path / bad, "ppo", *cfg, f"online.critic_model={tmp_path / bad}", judge=MatrixJudge(BT),
+                   policy=Policy.tiny(["a0 a1 a2 a3 x"], tiny, seed=0))
+
+
+def test_pairwise_ppo_refuses_a_reward_setting(tmp_path):
+    with pytest.raises(ValueError, match=r"online\.reward=win_rate.*does not apply"):
+        _setup(tmp_path, "pairwise_ppo", "online.reward=win_rate", judge=MatrixJudge(BT))

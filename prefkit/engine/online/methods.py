@@ -140,6 +140,9 @@ def resolve_recipe(method: Method, online: OnlineConfig) -> Recipe:
                          + ("has no critic" if recipe.critic is None else "has online.critic=shared"))
     if online.anchor is not None and recipe.anchor is None:
         raise ValueError(f"online.anchor is pairwise_ppo's comparison response; {name} has no anchor")
+    if recipe.anchor is not None and online.reward != "auto":
+        raise ValueError(f"online.reward={online.reward}: {name}'s reward is P(y beats anchor) from the judge; "
+                         "online.reward does not apply (leave it at auto)")
     if online.preset is not None and recipe.critic is None:
         raise ValueError(f"online.preset holds AlpacaFarm's PPO settings; {name} is not PPO")
     objective = get_objective(recipe.objective)

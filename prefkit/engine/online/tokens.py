@@ -194,9 +194,20 @@ def build_critic(kind: str, policy: Policy, online: OnlineConfig, device: torch.
             root = Path(online.critic_model)
             if (root / MANIFEST).is_file() or (root / "model" / MANIFEST).is_file():
                 return SeparateCritic.from_reward_model(root, tokenizer=policy.tokenizer, device=device)
-            return SeparateCritic.from_pretrained(root, device=device)
+            critic = SeparateCritic.from_pretrained(root, device=device)
+            if critic.tokenizer is None or critic.tokenizer.get_vocab() != policy.tokenizer.get_vocab():
+                raise InputError("a critic reads the policy's token ids, so its checkpoint must carry the policy's "
+                                 "tokenizer (vocabulary); this one " + ("has none" if critic.tokenizer is None
+                                                                        else "has another"),
+                                 file=str(root), field="online.critic_model")
+            return critic
         return SeparateCritic.from_policy(policy.model, tokenizer=policy.tokenizer).to(device)
     except InputError as error:
+        if error.field == "online.critic_model":
+            raise
+        if online.critic_model is not None:
+            raise InputError(f"online.critic_model: {error.reason}", file=error.file,
+                             field="online.critic_model") from error
         raise InputError(f"online.critic={kind}: {error}; a value head needs a Hugging Face causal LM whose base "
                          "transformer returns hidden states", field="online.critic") from error
 
