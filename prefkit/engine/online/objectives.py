@@ -10,6 +10,10 @@ A *loss* takes the policy's log-probs of a micro-batch of rows and calls the reg
 of ``prefkit.losses`` — the only place a formula lives — with the row values as its inputs and
 the engine-fed keyword arguments the objective declares (``fills``).
 
+The reinforcement-learning baselines are the ``rollout`` and ``anchored`` objectives
+(``token_level``): their builds store per-token arrays, ``finish`` computes the advantages once
+per round, and their loss is a ``token`` registry loss (``prefkit.engine.online.tokens``).
+
 Skips are counted, never silent: a prompt whose samples are all identical (no preference
 signal), a best-vs-worst tie, a group whose rewards do not vary.
 """

@@ -9,6 +9,12 @@ makes the loss's reference the policy at each round's start. Which prompts a ste
 sees and every sampling seed are pure functions of ``(seed, step)``; a round's rows, the judge's
 state and the budget counters travel in the checkpoint, so ``--resume`` continues mid-round.
 
+The reinforcement-learning baselines (PPO, RLOO, GRPO, REINFORCE++, pairwise PPO) use the same
+rounds: a round is a rollout batch, ``epochs`` passes of minibatch steps over it are PPO's epochs;
+their rows carry per-token arrays, the objective's ``finish`` computes the advantages once per
+round and the micro-batches declare the units of the token loss's reduction
+(``prefkit.engine.online.tokens``).
+
 EGPO's extragradient step (Zhou, Fazel & Du 2025; the official ``extragradient_trainer``):
 gradient of the online-IPO loss at theta_t with opponents from pi_t, an optimizer step to
 theta_{t+1/2}, fresh opponents from pi_{t+1/2}, then parameters *and optimizer state* are
