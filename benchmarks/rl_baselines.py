@@ -60,7 +60,7 @@ from prefkit.sim.evaluation import evaluate as sim_evaluate
 
 OUT = Path("runs/bench_rl")
 PLOT = Path("benchmarks/rl_frontier.png")
-FRONTIER = {"ppo": (0.02, 0.2), "p3o": (0.02, 0.2)}
+FRONTIER = {"ppo": (0.02, 0.05, 0.2), "p3o": (0.02, 0.05, 0.2)}
 """Extra KL strengths (``loss.beta``) beside each method's demo value (PPO 0.0067, P3O 0.1)."""
 SHIFT_SD = 10.0
 BEST_OF = (4, 16)
@@ -109,32 +109,38 @@ def annotator_win_rate(ctx: DemoContext, prompts: list[str], samples: list[list[
     return float(np.mean(notes.prob * (1 - flip) + (1 - notes.prob) * flip))
 
 
-def proxy_reward(ctx: DemoContext, prompts: list[str], samples: list[list[str]]) -> float:
-    """Mean proxy (BT) reward of the samples minus that of the reference's samples."""
+def proxy_scores(ctx: DemoContext, prompts: list[str], samples: list[list[str]]) -> tuple[float, float]:
+    """The proxy (BT) reward's view: the samples' mean reward minus the reference samples', and
+    the win-rate against the reference it predicts (mean of sigmoid(r(y) - r(y_ref)) over the
+    same pairs as the win-rate under P*): the proxy's number in the units of the true one."""
     bt = demo_preference_model(ctx, "bt")
 
-    def mean(texts: list[list[str]]) -> float:
+    def rewards(texts: list[list[str]]) -> torch.Tensor:
         flat_p = [p for p, row in zip(prompts, texts) for _ in row]
         flat_y = [y for row in texts for y in row]
-        return float(torch.as_tensor(bt.embed(flat_p, flat_y)).float().mean())
+        return torch.as_tensor(bt.embed(flat_p, flat_y)).double().reshape(len(texts), -1)
 
-    return mean(samples) - mean(ctx.ref_samples.texts)
+    mine, ref = rewards(samples), rewards(ctx.ref_samples.texts)
+    win = torch.sigmoid(mine[:, :, None] - ref[:, None, :]).mean()
+    return float(mine.mean() - ref.mean()), float(win)
 
 
 def measure(ctx: DemoContext, prompts: list[str], texts: list[list[str]], evaluation: Any, kl: float,
             **extra: Any) -> dict[str, Any]:
     return {"win_rate": evaluation.win_rate, "win_rate_se": evaluation.win_rate_se, "kl": kl,
             "annotator_win_rate": annotator_win_rate(ctx, prompts, texts),
-            "proxy_reward": proxy_reward(ctx, prompts, texts), "utility": evaluation.mean_utility, **extra}
+            **dict(zip(("proxy_reward", "proxy_win_rate"), proxy_scores(ctx, prompts, texts))),
+            "utility": evaluation.mean_utility, **extra}
 
 
 def flat_params(policy: Policy) -> torch.Tensor:
     return torch.cat([p.detach().double().flatten() for p in policy.model.parameters()])
 
 
-def run_trained(ctx: DemoContext, label: str, e: Entry, out: Path,
-                judge: Any | None = None) -> tuple[dict, Policy | None]:
-    """Train the entry from the reference (offline on the pairs, online against its judge)."""
+def run_trained(ctx: DemoContext, label: str, e: Entry, out: Path, judge: Any | None = None,
+                budget: int | None = None) -> tuple[dict, Policy | None]:
+    """Train the entry from the reference (offline on the pairs, online against its judge, with
+    ``budget`` judge calls instead of the demo's 3000)."""
     s = ctx.settings
     prompts = ctx.world.prompts("eval", s.eval.prompts)
     if e.data != "online":
@@ -146,7 +152,7 @@ def run_trained(ctx: DemoContext, label: str, e: Entry, out: Path,
                       queries=len(ctx.pairs), reward_evals=0)
         return row, None
     policy = Policy(copy.deepcopy(ctx.reference.model).train().requires_grad_(True), ctx.reference.tokenizer)
-    cfg, _ = online_config(s, e, out)
+    cfg, _ = online_config(dataclasses.replace(s, online_queries=budget) if budget else s, e, out)
     if judge is None and cfg.online.judge in ("bt", "gpm"):
         judge = demo_preference_model(ctx, cfg.online.judge)
     elif judge is None:
@@ -193,7 +199,8 @@ def run_seed(seed: int) -> dict[str, Any]:
     result: dict[str, Any] = {"seed": seed, "rows": rows, "frontier": [], "invariance": []}
     main = [("DPO", entry("dpo")), ("expert iteration", entry("expert_iteration")), ("PPO", entry("ppo")),
             ("GRPO", entry("grpo")), ("GRAO", entry("grao")), ("SuperHF", entry("superhf")),
-            ("P3O", entry("p3o", "P3O (BT reward)"))]
+            ("P3O", entry("p3o", "P3O (BT reward)")), ("RLOO", entry("rloo")), ("Dr. GRPO", entry("dr_grpo")),
+            ("REINFORCE++", entry("reinforce_pp")), ("pairwise PPO (annotators)", entry("pairwise_ppo"))]
     policies: dict[str, Policy] = {}
     for label, e in main:
         row, policies[label] = run_trained(ctx, label, e, out / label.replace(" ", "_"))
@@ -202,6 +209,13 @@ def run_seed(seed: int) -> dict[str, Any]:
               f"KL {row['kl']:.2f} proxy {row['proxy_reward']:+.3f} {row['seconds']:.0f}s", flush=True)
     for n in BEST_OF:
         rows.append(run_best_of_n(ctx, n))
+    result["long"] = []
+    for label in ("PPO", "SuperHF"):
+        row, _ = run_trained(ctx, f"{label}, 2x budget", entry(label.lower()), out / f"{label}_long",
+                             budget=2 * len(ctx.pairs))
+        result["long"].append(row)
+        print(f"  seed {seed} {label} 2x budget: P* {row['win_rate']:.3f} proxy win {row['proxy_win_rate']:.3f}",
+              flush=True)
     for method, label in (("ppo", "PPO"), ("p3o", "P3O")):
         base = entry(method, "P3O (BT reward)" if method == "p3o" else None)
         result["frontier"].append({**next(r for r in rows if r["label"] == label), "method": method})
@@ -211,16 +225,18 @@ def run_seed(seed: int) -> dict[str, Any]:
             print(f"  seed {seed} {label} beta {beta:g}: P* {row['win_rate']:.3f} KL {row['kl']:.2f}", flush=True)
         start = flat_params(ctx.reference)
         plain = flat_params(policies[label])
-        for scale in (1.0, 10.0):
+        plain_row = next(r for r in rows if r["label"] == label)
+        for scale, scaled_beta in ((1.0, False), (10.0, False), (10.0, True)):
             judge = TransformedReward(demo_preference_model(ctx, "bt"), scale)
-            row, policy = run_trained(ctx, f"{label}, reward {judge.name}", base, out / f"{method}_x{scale:g}",
-                                      judge=judge)
+            run = with_beta(base, 10 * plain_row["beta"]) if scaled_beta else base
+            row, policy = run_trained(ctx, f"{label}, reward {judge.name}", run,
+                                      out / f"{method}_x{scale:g}{'_beta' if scaled_beta else ''}", judge=judge)
             moved = float((plain - start).norm())
-            row.update(scale=scale, param_distance=float((flat_params(policy) - plain).norm()) / moved,
-                       plain_win_rate=next(r for r in rows if r["label"] == label)["win_rate"])
+            row.update(scale=scale, scaled_beta=scaled_beta, plain_win_rate=plain_row["win_rate"],
+                       param_distance=float((flat_params(policy) - plain).norm()) / moved)
             result["invariance"].append({**row, "method": method})
-            print(f"  seed {seed} {label} x{scale:g}+delta: P* {row['win_rate']:.3f} relative distance "
-                  f"{row['param_distance']:.3g}", flush=True)
+            print(f"  seed {seed} {label} x{scale:g}+delta{' beta x10' if scaled_beta else ''}: P* "
+                  f"{row['win_rate']:.3f} relative distance {row['param_distance']:.3g}", flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"rl_{seed}.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
     return result
@@ -232,14 +248,15 @@ def by_label(results: list[dict], label: str, key: str = "rows") -> list[dict]:
     return [r for res in results for r in res[key] if r["label"] == label]
 
 
-def table(results: list[dict], labels: list[str]) -> list[str]:
-    lines = ["| method | win-rate under P* | win-rate by the annotator pool | KL | proxy reward gain | "
-             "seconds | samples |", "|---|---|---|---|---|---|---|"]
+def table(results: list[dict], labels: list[str], key: str = "rows") -> list[str]:
+    lines = ["| method | win-rate under P* | win-rate by the annotator pool | proxy (BT) win-rate | KL | "
+             "proxy reward gain | seconds | samples |", "|---|---|---|---|---|---|---|---|"]
     for label in labels:
-        rows = by_label(results, label)
+        rows = by_label(results, label, key)
         kl = mean_sd([r["kl"] for r in rows]) + (" (bound)" if rows and rows[0].get("kl_is_bound") else "")
         lines.append(f"| {label} | {mean_sd([r['win_rate'] for r in rows])} | "
-                     f"{mean_sd([r['annotator_win_rate'] for r in rows])} | {kl} | "
+                     f"{mean_sd([r['annotator_win_rate'] for r in rows])} | "
+                     f"{mean_sd([r['proxy_win_rate'] for r in rows])} | {kl} | "
                      f"{mean_sd([r['proxy_reward'] for r in rows])} | {np.mean([r.get('seconds', 0) for r in rows]):.0f} | "
                      f"{int(np.mean([r.get('samples', 0) for r in rows]))} |")
     return lines
@@ -254,38 +271,47 @@ def order_holds(results: list[dict], order: list[str]) -> list[str]:
     return out
 
 
+def means(results: list[dict], labels: list[str]) -> str:
+    return ", ".join(f"{label} {np.mean([r['win_rate'] for r in by_label(results, label)]):.3f}" for label in labels)
+
+
 def report(results: list[dict]) -> str:
     seeds = [r["seed"] for r in results]
     every = list(dict.fromkeys(r["label"] for res in results for r in res["rows"]))
-    lines = [f"Seeds {seeds}; mean ± sd over seeds.", ""]
-    lines += ["**All methods**", "", *table(results, every), ""]
+    lines = [f"Seeds {seeds}; mean ± sd over seeds.", "", "**All methods**", "", *table(results, every), ""]
 
     lines += ["**AlpacaFarm's ranking** (PPO, DPO > best-of-n > expert iteration > SFT)", ""]
     for bon in ("best-of-4 (BT reward)", "best-of-16 (BT reward)"):
-        ok = [order_holds(results, [top, bon, "expert iteration", "SFT (reference)"]) for top in ("PPO", "DPO")]
-        lines.append(f"- with {bon}: PPO > {bon} > EI > SFT per seed {ok[0]}; DPO > ... per seed {ok[1]}")
+        order = ["PPO", "DPO", bon, "expert iteration", "SFT (reference)"]
+        lines.append(f"- means: {means(results, order)}; PPO > {bon} > EI > SFT per seed "
+                     f"{', '.join(order_holds(results, ['PPO', bon, 'expert iteration', 'SFT (reference)']))}; "
+                     f"DPO > {bon} > EI > SFT per seed "
+                     f"{', '.join(order_holds(results, ['DPO', bon, 'expert iteration', 'SFT (reference)']))}")
     rho = []
     for res in results:
-        w = [r["win_rate"] for r in res["rows"]]
-        a = [r["annotator_win_rate"] for r in res["rows"]]
-        rho.append(float(spearmanr(w, a).statistic))
+        rho.append(float(spearmanr([r["win_rate"] for r in res["rows"]],
+                                   [r["annotator_win_rate"] for r in res["rows"]]).statistic))
     lines += [f"- Spearman between the ranking under P* and under the annotator pool ({len(every)} methods): "
               f"{mean_sd(rho)} (per seed {', '.join(f'{x:.3f}' for x in rho)})", ""]
 
-    lines += ["**GRAO vs GRPO vs PPO vs DPO** (GRAO's order: GRAO > GRPO > PPO > DPO): per seed "
-              + ", ".join(order_holds(results, ["GRAO", "GRPO", "PPO", "DPO"])), ""]
+    order = ["GRAO", "GRPO", "PPO", "DPO"]
+    lines += [f"**GRAO vs GRPO vs PPO vs DPO** (GRAO's order: GRAO > GRPO > PPO > DPO): means "
+              f"{means(results, order)}; the order holds per seed {', '.join(order_holds(results, order))}", ""]
 
-    lines += ["**SuperHF vs PPO** (proxy reward gain vs true win-rate)", "",
-              "| method | proxy reward gain | win-rate under P* | utility | KL |", "|---|---|---|---|---|"]
-    for label in ("PPO", "SuperHF", "SFT (reference)"):
-        rows = by_label(results, label)
-        lines.append(f"| {label} | {mean_sd([r['proxy_reward'] for r in rows])} | "
-                     f"{mean_sd([r['win_rate'] for r in rows])} | {mean_sd([r['utility'] for r in rows])} | "
-                     f"{mean_sd([r['kl'] for r in rows])} |")
+    lines += ["**SuperHF vs PPO** (hacking = the proxy's predicted win-rate minus the win-rate under P*)", "",
+              "| method | budget | proxy win-rate | win-rate under P* | hacking gap | proxy reward gain | KL |",
+              "|---|---|---|---|---|---|---|"]
+    for label, key, budget in (("PPO", "rows", "3000"), ("SuperHF", "rows", "3000"), ("PPO, 2x budget", "long", "6000"),
+                               ("SuperHF, 2x budget", "long", "6000"), ("SFT (reference)", "rows", "–")):
+        rows = by_label(results, label, key)
+        gap = [r["proxy_win_rate"] - r["win_rate"] for r in rows]
+        lines.append(f"| {label.split(',')[0]} | {budget} | {mean_sd([r['proxy_win_rate'] for r in rows])} | "
+                     f"{mean_sd([r['win_rate'] for r in rows])} | {mean_sd(gap)} | "
+                     f"{mean_sd([r['proxy_reward'] for r in rows])} | {mean_sd([r['kl'] for r in rows])} |")
     lines.append("")
 
-    lines += ["**P3O vs PPO: KL-reward frontier**", "", "| method | loss.beta | KL | win-rate under P* | "
-              "proxy reward gain |", "|---|---|---|---|---|"]
+    lines += ["**P3O vs PPO: KL-reward frontier** (`benchmarks/rl_frontier.png`)", "",
+              "| method | loss.beta | KL | win-rate under P* | proxy reward gain |", "|---|---|---|---|---|"]
     for method in ("ppo", "p3o"):
         betas = sorted({r["beta"] for res in results for r in res["frontier"] if r["method"] == method})
         for beta in betas:
@@ -297,9 +323,10 @@ def report(results: list[dict]) -> str:
               "| method | reward | win-rate under P* (plain → transformed) | relative parameter distance |",
               "|---|---|---|---|"]
     for method in ("ppo", "p3o"):
-        for scale in (1.0, 10.0):
-            rows = [r for res in results for r in res["invariance"] if r["method"] == method and r["scale"] == scale]
-            name = "r + δ(x)" if scale == 1.0 else "10 r + δ(x)"
+        for scale, scaled_beta, name in ((1.0, False, "r + δ(x)"), (10.0, False, "10 r + δ(x)"),
+                                         (10.0, True, "10 r + δ(x), loss.beta × 10")):
+            rows = [r for res in results for r in res["invariance"] if r["method"] == method
+                    and r["scale"] == scale and r.get("scaled_beta", False) == scaled_beta]
             lines.append(f"| {method.upper()} | {name} | {mean_sd([r['plain_win_rate'] for r in rows])} → "
                          f"{mean_sd([r['win_rate'] for r in rows])} | {mean_sd([r['param_distance'] for r in rows])} |")
     return "\n".join(lines)
