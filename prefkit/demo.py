@@ -99,6 +99,17 @@ ONLINE: tuple[Entry, ...] = (
           fast=False),
     Entry("best-of-4 (BT reward)", "best_of_n", data="online", overrides={"online": {"judge": "bt"}}),
     Entry("best-of-4 (annotator win-rate)", "best_of_n", data="online", overrides={"online": _WIN_RATE}, fast=False),
+    Entry("PPO (BT reward)", "ppo", data="online",
+          overrides={"train": {"lr": 3e-4}, "online": {"judge": "bt", "preset": "alpacafarm_sim"}}, fast=False),
+    Entry("pairwise PPO (annotators vs reference)", "pairwise_ppo", data="online", overrides={"train": {"lr": 3e-4}},
+          fast=False),
+    Entry("RLOO (BT reward)", "rloo", data="online", overrides={"online": {"judge": "bt"}}),
+    Entry("GRPO (BT reward)", "grpo", data="online", overrides={"loss": {"beta": 0.2}, "online": {"judge": "bt"}},
+          fast=False),
+    Entry("Dr. GRPO (BT reward)", "dr_grpo", data="online", overrides={"train": {"lr": 3e-4}, "online": {"judge": "bt"}},
+          fast=False),
+    Entry("REINFORCE++ (BT reward)", "reinforce_pp", data="online",
+          overrides={"train": {"lr": 1e-4}, "online": {"judge": "bt"}}, fast=False),
 )
 """The online methods (sample -> judge -> update; docs/online.md). The judge is the world's
 annotator pool (the one that labelled the offline pairs), or a preference model trained on those
@@ -110,7 +121,10 @@ number of steps is the budget over its cost per step; a trained judge's own cost
 oracle and is never used here.
 Learning rate (``DemoSettings.online_lr`` unless set here) and beta: the best of a grid (lr 1e-4,
 3e-4, 1e-3, 3e-3; two betas) on the transitive world, seed 0, at the --fast budget
-(benchmarks/RESULTS.md, "Online methods")."""
+(benchmarks/RESULTS.md, "Online methods"; the reinforcement-learning baselines: a smaller grid,
+"RL baselines"). PPO uses AlpacaFarm's settings (``online.preset=alpacafarm_sim``: KL coefficient
+0.0067) and a separate critic; pairwise PPO judges each sample against a reference sample with the
+annotator pool (0/1 labels: the reward is the label)."""
 
 
 @dataclass(frozen=True)
@@ -312,6 +326,7 @@ def run_online_entry(ctx: DemoContext, entry: Entry, progress: bool | None) -> d
         evaluation = evaluate(ctx.world, prompts, picks, ctx.ref_samples.texts, pool=ctx.pool)
         kl, kl_se, steps = best_of_n_kl(recipe.samples_per_prompt), 0.0, 0
         queries, reward_evals = counted.queries, counted.reward_evals
+        samples = sampler.stats.responses
     else:
         policy = Policy(copy.deepcopy(ctx.reference.model).train().requires_grad_(True), ctx.reference.tokenizer)
         result = train(cfg, data=TrainData(prompts=ctx.world.prompts("train")),
@@ -320,6 +335,7 @@ def run_online_entry(ctx: DemoContext, entry: Entry, progress: bool | None) -> d
                                           ref_samples=ctx.ref_samples, pool=ctx.pool)
         kl, kl_se, steps = evaluation.kl, evaluation.kl_se, result.metrics["steps"]
         queries, reward_evals = result.metrics["queries"], result.metrics["reward_evals"]
+        samples = result.metrics["samples"]
     judge_calls = 0
     if labels is not None:  # a trained judge: the budget it consumed is the labels it was fitted on
         judge_calls, queries = queries, labels
@@ -335,6 +351,7 @@ def run_online_entry(ctx: DemoContext, entry: Entry, progress: bool | None) -> d
         "mean_utility": evaluation.mean_utility,
         "online": True,
         "steps": steps,
+        "samples": samples,
         "judge": getattr(judge, "name", None) or f"{cfg.online.judge} trained on {labels} annotator pairs",
     }
     if reward_evals:
@@ -488,16 +505,18 @@ def write_leaderboard(rows: list[dict[str, Any]], out: Path, *, world: str, tota
     (out / "leaderboard.json").write_text(json.dumps(ranked, indent=2), encoding="utf-8")
     cyclic = any("exploitability" in r for r in rows)
     header = "| rank | method | win-rate vs reference (± SE) | KL(π‖ref) | " + (
-        "exploitability | " if cyclic else "") + "preference queries | seconds |"
+        "exploitability | " if cyclic else "") + "preference queries | samples | seconds |"
     lines = [f"# prefkit demo: world '{world}' ({total_s:.0f}s in all)", "", header,
              "|" + "---|" * (header.count("|") - 1)]
     for i, r in enumerate(ranked, 1):
         expl = f"{r['exploitability']:.3f} | " if "exploitability" in r else ("– | " if cyclic else "")
         lines.append(f"| {i} | {r['method']} | {r['win_rate']:.3f} ± {r['win_rate_se']:.3f} | {r['kl']:.2f} | "
-                     f"{expl}{r['queries']} | {r['seconds']:.1f} |")
+                     f"{expl}{r['queries']} | {r.get('samples', '–')} | {r['seconds']:.1f} |")
     lines += ["", "Win-rate and exploitability are expectations under the world's true preference P* "
               "over sampled responses (not noisy labels); KL is the Monte-Carlo estimate "
-              "E_y~π[log π(y|x) − log π_ref(y|x)] on the same samples."]
+              "E_y~π[log π(y|x) − log π_ref(y|x)] on the same samples. Preference queries: annotator "
+              "labels (a trained judge's are the pairs it was fitted on); samples: responses an online "
+              "method drew while training (best-of-n: at evaluation)."]
     (out / "leaderboard.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     plot_leaderboard(ranked, out / "leaderboard.png", world=world)
 

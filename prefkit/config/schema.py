@@ -273,6 +273,31 @@ class OnlineConfig:
     """Generation backend: Hugging Face with a KV cache (default), or vLLM (extra ``vllm``,
     GPU machines; no mixture sampling)."""
     vllm_gpu_memory_utilization: float = 0.3
+    critic: Literal["separate", "shared"] | None = None
+    """PPO's value model (``ppo``, ``pairwise_ppo``): ``separate``, its own backbone (a copy of
+    the policy's, or ``online.critic_model``) with a scalar head, or ``shared``, a value head on
+    the policy's own backbone (one forward gives log-probs and values). ``None``: the method's
+    default (``separate``, as AlpacaFarm and TRL)."""
+    critic_model: str | None = None
+    """Where a separate critic starts: a Bradley-Terry reward-model directory (its backbone and
+    head: InstructGPT and AlpacaFarm initialise the value model from the reward model) or a
+    causal-LM checkpoint (its backbone, a zero head). ``None``: a copy of the policy's backbone."""
+    kl_target: float | None = None
+    """Adaptive KL controller (Ziegler et al. 2019) for the methods whose KL penalty is in the
+    reward (``ppo``, ``pairwise_ppo``, ``rloo``, ``reinforce_pp``): the target KL per sampled
+    sequence in nats; the coefficient starts at ``loss.beta`` and is updated once per rollout
+    batch. ``None``: a fixed coefficient."""
+    kl_horizon: int = 10000
+    """The adaptive controller's horizon (in sampled sequences; Ziegler et al. use 10000)."""
+    anchor: Literal["reference", "answer"] | None = None
+    """``pairwise_ppo``: what each sample is compared with, its reward being P(y beats anchor):
+    one sample of the reference policy per prompt (``reference``, the default) or the prompt's
+    reference answer (``answer``: ``online.answers``, in-memory pairs or the world's)."""
+    preset: Literal["alpacafarm_sim", "alpacafarm_human"] | None = None
+    """``ppo``/``pairwise_ppo``: start ``loss.params`` from AlpacaFarm's PPO settings
+    (``prefkit.losses.PPO_PRESETS``: KL coefficient 0.0067 for simulated annotators, 0.02 for
+    human preferences, clamped k1 KL, gamma = lambda = 1, whitened rewards and advantages);
+    explicit ``loss.params`` and ``loss.beta`` still win."""
 
     def __post_init__(self) -> None:
         for name in ("prompts_per_step", "max_new_tokens", "epochs", "opponents", "keep_top"):
@@ -300,6 +325,13 @@ class OnlineConfig:
             if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
                 raise ValueError("online.judge_labels must be two different non-empty labels separated by a "
                                  f"comma (e.g. A,B or 1,2), got {self.judge_labels!r}")
+        if self.kl_target is not None and not self.kl_target > 0:
+            raise ValueError(f"online.kl_target must be positive (nats per sequence), got {self.kl_target}")
+        if self.kl_horizon <= 0:
+            raise ValueError(f"online.kl_horizon must be positive, got {self.kl_horizon}")
+        if self.critic_model is not None and self.critic == "shared":
+            raise ValueError("online.critic_model starts a separate critic; a shared critic is a head on the "
+                             "policy's backbone (set online.critic=separate, or drop online.critic_model)")
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,12 @@ class Recipe:
     needs_answers: bool = False
     exact_kl: bool = False
     """SuperHF: the KL prior is the full-vocabulary per-token KL (the official code's)."""
+    critic: Literal["separate", "shared"] | None = None
+    """PPO: the value model trained beside the policy (``online.critic`` overrides); ``None``:
+    the method has no critic."""
+    anchor: Literal["reference", "answer"] | None = None
+    """Pairwise PPO: the response each sample is judged against (``online.anchor`` overrides);
+    ``None``: the method has no anchor."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 from torch import nn
-from transformers.modeling_outputs import CausalLMOutputWithPast
+from transformers.modeling_outputs import BaseModelOutput, CausalLMOutputWithPast
 
 from prefkit.config import RunConfig, load
 from prefkit.policy import Policy, use_full_forward
@@ -25,13 +25,39 @@ from prefkit.policy.tokenizer import fit_word_tokenizer
 PROMPT = "x"
 
 
+class OneHotBackbone(nn.Module):
+    """A base transformer for a value head: the hidden state at each position is the one-hot
+    vector of its token (a frozen identity embedding), so a linear head is a tabular critic
+    ``V(last token)``."""
+
+    def __init__(self, vocab_size: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, vocab_size)
+        with torch.no_grad():
+            self.embed.weight.copy_(torch.eye(vocab_size))
+        self.embed.weight.requires_grad_(False)
+        self.config = SimpleNamespace(hidden_size=vocab_size)
+
+    def forward(self, input_ids, attention_mask=None, use_cache=False, **kwargs):
+        return BaseModelOutput(last_hidden_state=self.embed(input_ids))
+
+    def save_pretrained(self, directory, safe_serialization=True) -> None:
+        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, f"{directory}/model.safetensors")
+
+
 class OneTokenLM(nn.Module):
     """Logits ``theta`` on the action tokens (``-inf`` elsewhere) at every position, except that
-    after an action the end-of-sequence token is certain: ``log pi(a_i [eos]) = log pi(a_i)``."""
+    after an action the end-of-sequence token is certain: ``log pi(a_i [eos]) = log pi(a_i)``.
+    With ``backbone=True`` it has a ``OneHotBackbone`` (``base_model_prefix = "model"``) that its
+    forward runs, so a value head can read hidden states (the logits do not depend on it)."""
 
-    def __init__(self, vocab_size: int, action_ids: Sequence[int], logits: Sequence[float], eos_id: int) -> None:
+    def __init__(self, vocab_size: int, action_ids: Sequence[int], logits: Sequence[float], eos_id: int,
+                 backbone: bool = False) -> None:
         super().__init__()
         self.eos_id = eos_id
+        if backbone:
+            self.base_model_prefix = "model"
+            self.model = OneHotBackbone(vocab_size)
         theta = torch.zeros(vocab_size, dtype=torch.float64)
         theta[list(action_ids)] = torch.as_tensor(np.asarray(logits, dtype=np.float64))
         self.theta = nn.Parameter(theta)
@@ -44,6 +70,8 @@ class OneTokenLM(nn.Module):
 
     def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None,
                 use_cache=False, **kwargs):
+        if hasattr(self, "model"):
+            self.model(input_ids)
         choose = self.theta.masked_fill(~self.mask, float("-inf"))
         stop = torch.full_like(choose, float("-inf"))
         stop[self.eos_id] = 0.0
@@ -71,15 +99,16 @@ def action_names(n: int) -> list[str]:
 
 
 def one_token_policy(logits: Sequence[float], *, prompts: Sequence[str] = (PROMPT,),
-                     eos_logit: float | None = None) -> Policy:
+                     eos_logit: float | None = None, backbone: bool = False) -> Policy:
     """The one-token policy with ``logits`` on actions ``a0..a{N-1}``; with ``eos_logit`` the
-    end-of-sequence token is one more choice (its response is empty)."""
+    end-of-sequence token is one more choice (its response is empty); ``backbone``: with hidden
+    states for a value head (PPO)."""
     names = action_names(len(logits))
     tokenizer = fit_word_tokenizer([" ".join([*prompts, *names])], max_vocab=64)
     ids = [tokenizer.convert_tokens_to_ids(name) for name in names]
     if eos_logit is not None:
         ids, logits = [*ids, tokenizer.eos_token_id], [*logits, eos_logit]
-    return Policy(OneTokenLM(len(tokenizer), ids, logits, tokenizer.eos_token_id), tokenizer)
+    return Policy(OneTokenLM(len(tokenizer), ids, logits, tokenizer.eos_token_id, backbone), tokenizer)
 
 
 class MatrixJudge:
@@ -97,11 +126,16 @@ class MatrixJudge:
 
 class RewardJudge:
     """A scalar reward per action (a Bradley-Terry reward model: ``embed`` is ``[N, 1]``), plus an
-    optional per-prompt shift ``delta[prompt]`` added to every reward of that prompt."""
+    optional per-prompt shift ``delta[prompt]`` added to every reward of that prompt; ``empty``:
+    the reward of the empty response (a policy with ``eos_logit``)."""
 
-    def __init__(self, rewards: Sequence[float], delta: dict[str, float] | None = None) -> None:
+    def __init__(self, rewards: Sequence[float], delta: dict[str, float] | None = None,
+                 empty: float | None = None) -> None:
         self.rewards = np.asarray(rewards, dtype=np.float64)
         self.index = {name: i for i, name in enumerate(action_names(len(self.rewards)))}
+        if empty is not None:
+            self.rewards = np.append(self.rewards, empty)
+            self.index[""] = len(self.rewards) - 1
         self.delta = delta or {}
 
     def embed(self, prompts, responses) -> torch.Tensor:

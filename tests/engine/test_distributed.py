@@ -174,6 +174,23 @@ def test_online_methods_sample_on_every_rank_under_accelerate_launch(tmp_path):
     assert [r["step"] for r in _rows(out) if "loss" in r] == [1, 2]
 
 
+def test_ppo_trains_policy_and_critic_on_every_rank_under_accelerate_launch(tmp_path):
+    """PPO under two processes: the critic is part of the data-parallel module, the rollout's
+    advantages are whitened over both ranks' rows, and the main process saves policy and critic."""
+    out = tmp_path / "run"
+    config = Path(__file__).parents[2] / "configs" / "accelerate" / "ddp.yaml"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), "-m", "prefkit",
+               "train", "--method", "ppo", "--world", "transitive", "--model", "tiny", "--out", str(out),
+               *TINY, "train.steps=2", "online.prompts_per_step=4", "online.max_new_tokens=4", "eval.prompts=4",
+               "eval.samples=2", "online.reward=win_rate", "online.samples_per_prompt=2"]
+    proc = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["processes"] == 2 and summary["samples"] == 2 * 4 * 2
+    assert (out / "critic" / "value_head.safetensors").is_file() and (out / "policy" / "config.json").is_file()
+    assert all("value_loss" in r for r in _rows(out) if "loss" in r)
+
+
 def test_commands_that_run_in_one_process_refuse_a_multi_process_launch(monkeypatch, capsys):
     from prefkit.cli.main import main
 

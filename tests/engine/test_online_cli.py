@@ -22,7 +22,8 @@ def test_list_methods_names_every_online_method(capsys):
         assert method.name in lines and " online " in lines[method.name]
 
 
-@pytest.mark.parametrize("method, extra", [("nash_md", []), ("best_of_n", ["online.reward=win_rate"])])
+@pytest.mark.parametrize("method, extra", [("nash_md", []), ("best_of_n", ["online.reward=win_rate"]),
+                                           ("ppo", ["online.reward=win_rate", "online.samples_per_prompt=2"])])
 def test_train_an_online_method_on_a_world_reports_the_budget(tmp_path, capsys, method, extra):
     out = tmp_path / "run"
     code = main(["train", "--method", method, "--world", "transitive", "--model", "tiny", "--out", str(out),
@@ -32,6 +33,7 @@ def test_train_an_online_method_on_a_world_reports_the_budget(tmp_path, capsys, 
     assert {"queries", "reward_evals", "gen_tokens", "eval/win_rate"} <= set(metrics)
     assert metrics["queries"] > 0
     assert (out / "policy" / "config.json").exists()
+    assert (out / "critic" / "value_model.json").exists() == (method == "ppo")
 
 
 def test_prompts_come_from_a_file_and_the_judge_from_the_world(tmp_path, capsys):

@@ -44,8 +44,15 @@ TOY_SETTINGS = {
     "superhf": ["loss.beta=0.1"],
     "grao": [],
     "expert_iteration": [],
+    "ppo": [],
+    "pairwise_ppo": [],
+    "rloo": [],
+    "grpo": [],
+    "dr_grpo": [],
+    "reinforce_pp": [],
 }
-REWARD_METHODS = {"p3o", "superhf", "grao", "expert_iteration"}
+REWARD_METHODS = {"p3o", "superhf", "grao", "expert_iteration", "ppo", "rloo", "grpo", "dr_grpo", "reinforce_pp"}
+CRITIC_METHODS = {"ppo", "pairwise_ppo"}
 
 
 def gradients(session, setup, optimizer, step):
@@ -64,7 +71,8 @@ def test_every_online_method_is_covered_by_the_toy():
 def test_each_method_moves_toward_the_preferred_action(tmp_path, method):
     """From the uniform policy, 8 AdamW steps raise the probability of the best action a0 and
     lower that of the worst a3 (judge: the exact BT preference, or its reward)."""
-    policy, reference = one_token_policy(np.zeros(4)), one_token_policy(np.zeros(4))
+    backbone = method in CRITIC_METHODS  # a value head reads hidden states
+    policy, reference = one_token_policy(np.zeros(4), backbone=backbone), one_token_policy(np.zeros(4))
     judge = RewardJudge(UTILITY) if method in REWARD_METHODS else MatrixJudge(BT)
     cfg = toy_config(tmp_path, method, "train.steps=8", "train.lr=0.1", "online.prompts_per_step=16",
                      *TOY_SETTINGS[method])
@@ -149,6 +157,9 @@ def world_config(tmp_path, method, *overrides) -> RunConfig:
     ("p3o", ["online.reward=win_rate"], 1),
     ("superhf", ["online.reward=win_rate"], 6),
     ("expert_iteration", ["online.reward=win_rate"], 6),
+    ("grpo", ["online.reward=win_rate"], 6),
+    ("ppo", ["online.reward=win_rate", "online.samples_per_prompt=2", "online.critic=shared"], 1),
+    ("pairwise_ppo", [], 1),
 ])
 def test_queries_are_counted_as_judged_pairs(tmp_path, world, method, overrides, queries_per_prompt):
     cfg = world_config(tmp_path, method, *overrides)

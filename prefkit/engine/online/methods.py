@@ -13,6 +13,7 @@ from typing import Any
 from prefkit.config import OnlineConfig
 from prefkit.engine.methods import Method, Recipe, register_method
 from prefkit.engine.online.objectives import get_objective
+from prefkit.losses import LOSSES
 
 
 def _recipe(objective: str, samples: int, **kwargs: Any) -> Recipe:
@@ -82,6 +83,30 @@ ONLINE_METHODS: tuple[Method, ...] = (
             "Best-of-n at inference (AlpacaFarm, arXiv 2305.14387): n samples, the best by reward; "
             "no training",
             _recipe("best_of_n", 4, needs_reward=True)),
+    _online("ppo", "ppo",
+            "PPO (Schulman et al. 2017, arXiv 1707.06347; token-level InstructGPT/AlpacaFarm form, "
+            "arXiv 2203.02155): per-token KL in the reward, GAE with a critic, clipped policy and value",
+            _recipe("rollout", 1, on_policy=True, needs_reward=True, critic="separate")),
+    _online("pairwise_ppo", "pairwise_ppo",
+            "Pairwise PPO (Pairwise-RL, Xu et al. 2025, arXiv 2504.04950): PPO on the reward "
+            "P(y beats anchor), the anchor a reference sample or a given answer",
+            _recipe("anchored", 1, on_policy=True, critic="separate", anchor="reference")),
+    _online("rloo", "rloo",
+            "RLOO (Ahmadian et al. 2024, arXiv 2402.14740): REINFORCE with the leave-one-out baseline "
+            "over 4 samples, KL in the reward (TRL 1.16 form)",
+            _recipe("rollout", 4, on_policy=True, needs_reward=True)),
+    _online("grpo", "grpo",
+            "GRPO (Shao et al. 2024, arXiv 2402.03300): group-normalised advantages of 4 samples, "
+            "clipped ratio, k3 KL to the reference in the loss (loss.name=bnpo|dapo: TRL's loss types)",
+            _recipe("rollout", 4, on_policy=True, needs_reward=True)),
+    _online("dr_grpo", "dr_grpo",
+            "Dr. GRPO (Liu et al. 2025, arXiv 2503.20783): GRPO without the std and the length "
+            "normalisation",
+            _recipe("rollout", 4, on_policy=True, needs_reward=True)),
+    _online("reinforce_pp", "reinforce_pp",
+            "REINFORCE++ (Hu 2025, arXiv 2501.03262): token-level KL in the reward, reward-to-go, "
+            "advantages normalised over the batch, clipped ratio",
+            _recipe("rollout", 1, on_policy=True, needs_reward=True)),
 )
 
 for _method in ONLINE_METHODS:
@@ -107,16 +132,31 @@ def resolve_recipe(method: Method, online: OnlineConfig) -> Recipe:
     if method.step != "online" or method.recipe is None:
         raise ValueError(f"method {method.name!r} is not an online method")
     recipe = method.recipe
+    name = method.name
+    if online.critic is not None and recipe.critic is None:
+        raise ValueError(f"online.critic chooses PPO's value model; {name} has no critic (ppo, pairwise_ppo do)")
+    if online.critic_model is not None and (recipe.critic is None or online.critic == "shared"):
+        raise ValueError(f"online.critic_model starts a separate critic; {name} "
+                         + ("has no critic" if recipe.critic is None else "has online.critic=shared"))
+    if online.anchor is not None and recipe.anchor is None:
+        raise ValueError(f"online.anchor is pairwise_ppo's comparison response; {name} has no anchor")
+    if recipe.anchor is not None and online.reward != "auto":
+        raise ValueError(f"online.reward={online.reward}: {name}'s reward is P(y beats anchor) from the judge; "
+                         "online.reward does not apply (leave it at auto)")
+    if online.preset is not None and recipe.critic is None:
+        raise ValueError(f"online.preset holds AlpacaFarm's PPO settings; {name} is not PPO")
+    objective = get_objective(recipe.objective)
+    if online.kl_target is not None and not objective.token_level:
+        raise ValueError(f"online.kl_target adapts the KL penalty in the reward of ppo, pairwise_ppo, rloo and "
+                         f"reinforce_pp; {name} has none")
     overrides = {
         f.name: getattr(online, f.name)
         for f in fields(online)
-        if f.name in ("samples_per_prompt", "pairing", "iterations", "ref_update")
+        if f.name in ("samples_per_prompt", "pairing", "iterations", "ref_update", "critic", "anchor")
         and getattr(online, f.name) is not None
     }
     recipe = replace(recipe, **overrides)
-    name = method.name
     k = recipe.samples_per_prompt
-    objective = get_objective(recipe.objective)
     if k < objective.min_samples:
         raise ValueError(f"{name} compares or normalises over the samples of a prompt: online.samples_per_prompt "
                          f"must be >= {objective.min_samples}, got {k}")
@@ -139,5 +179,15 @@ def resolve_recipe(method: Method, online: OnlineConfig) -> Recipe:
     if online.teacher and not objective.takes_teacher:
         raise ValueError(f"online.teacher applies to dno only, not {name}")
     if online.teacher:
+        recipe = replace(recipe, needs_answers=True)
+    if recipe.needs_reward and online.reward == "win_rate" and k < 2:
+        raise ValueError(f"online.reward=win_rate scores each sample by its win-rate against the other samples of "
+                         f"its prompt: {name} needs online.samples_per_prompt >= 2, got {k}")
+    if objective.token_level and method.loss in LOSSES:
+        least = LOSSES[method.loss].min_samples_per_prompt
+        if k < least:
+            raise ValueError(f"{name} normalises over the K samples of a prompt: online.samples_per_prompt must be "
+                             f">= {least}, got {k}")
+    if recipe.anchor == "answer":
         recipe = replace(recipe, needs_answers=True)
     return recipe

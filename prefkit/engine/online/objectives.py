@@ -10,16 +10,18 @@ A *loss* takes the policy's log-probs of a micro-batch of rows and calls the reg
 of ``prefkit.losses`` — the only place a formula lives — with the row values as its inputs and
 the engine-fed keyword arguments the objective declares (``fills``).
 
+The reinforcement-learning baselines are the ``rollout`` and ``anchored`` objectives
+(``token_level``): their builds store per-token arrays, ``finish`` computes the advantages once
+per round, and their loss is a ``token`` registry loss (``prefkit.engine.online.tokens``).
+
 Skips are counted, never silent: a prompt whose samples are all identical (no preference
 signal), a best-vs-worst tie, a group whose rewards do not vary.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -28,136 +30,13 @@ from prefkit.config import OnlineConfig
 from prefkit.data.records import Text
 from prefkit.engine.losses import ResolvedLoss, symmetrised
 from prefkit.engine.methods import Recipe
-from prefkit.engine.online.judge import OnlineJudge, log_odds, win_rates
+from prefkit.engine.online.judge import log_odds, win_rates
 from prefkit.engine.online.rollout import Sampler
+from prefkit.engine.online.rows import BuildContext, Candidates, Rows
+from prefkit.engine.online.tokens import build_anchored, build_rollout, finish_rollout
 from prefkit.losses import grao_advantages
-from prefkit.policy import Policy
 
-
-@dataclass
-class Rows:
-    """Training rows of one round: ``responses[r][s]`` is slot ``s`` of row ``r`` (all slots of a
-    row share ``prompt_ids[r]``); ``values[name][r]`` the row's detached numbers; ``group[r]`` the
-    index of the round prompt it came from."""
-
-    slots: int
-    prompt_ids: list[list[int]] = field(default_factory=list)
-    responses: list[list[list[int]]] = field(default_factory=list)
-    values: dict[str, list[float]] = field(default_factory=dict)
-    group: list[int] = field(default_factory=list)
-    prompts: int = 0
-    """Prompts the round sampled (rows may be fewer when prompts were skipped)."""
-    refresh: Callable[[Sampler, int], None] | None = None
-    """EGPO: recompute the targets against opponents of the current (half-step) policy."""
-
-    def add(self, group: int, prompt_ids: list[int], responses: Sequence[list[int]], **values: float) -> None:
-        if len(responses) != self.slots:
-            raise ValueError(f"a row needs {self.slots} responses, got {len(responses)}")
-        self.prompt_ids.append(list(prompt_ids))
-        self.responses.append([list(r) for r in responses])
-        self.group.append(group)
-        for name, value in values.items():
-            self.values.setdefault(name, []).append(float(value))
-
-    def __len__(self) -> int:
-        return len(self.group)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"slots": self.slots, "prompt_ids": self.prompt_ids, "responses": self.responses,
-                "values": self.values, "group": self.group, "prompts": self.prompts}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Rows:
-        return cls(slots=int(data["slots"]), prompt_ids=data["prompt_ids"], responses=data["responses"],
-                   values={k: [float(x) for x in v] for k, v in data["values"].items()},
-                   group=[int(g) for g in data["group"]], prompts=int(data["prompts"]))
-
-
-@dataclass
-class Candidates:
-    """The responses of one prompt that a build compares."""
-
-    prompt: Text
-    prompt_ids: list[int]
-    texts: list[str]
-    ids: list[list[int]]
-    own: list[float]
-    """log pi_t(y|x) under the policy at build time (temperature 1)."""
-    ref: list[float] = field(default_factory=list)
-    """Log-probs under the loss's reference (initial policy or pi_t)."""
-
-    @property
-    def all_identical(self) -> bool:
-        return len(set(self.texts)) <= 1
-
-
-@dataclass
-class BuildContext:
-    """What a build may use: the sampler, the models, the judge and the method's settings."""
-
-    recipe: Recipe
-    sampler: Sampler
-    policy: Policy
-    reference: Policy
-    judge: OnlineJudge
-    temperature: float
-    mixture_coef: float
-    sample_mixture: float
-    opponents: int
-    keep_top: int
-    answer_of: Callable[[Text], str] | None = None
-    skipped: Counter = field(default_factory=Counter)
-
-    # -- sampling ------------------------------------------------------------------------------
-
-    def draw(self, prompts: Sequence[Text], n: int, seed: int) -> list[Candidates]:
-        """``n`` responses per prompt to train on (tempered / mixed when configured)."""
-        mixture = (self.reference, self.sample_mixture) if self.sample_mixture > 0 else None
-        samples = self.sampler.sample(prompts, n, seed=seed, temperature=self.temperature, mixture=mixture)
-        return [
-            Candidates(prompt, samples.prompt_ids[i], list(samples.texts[i]), [list(x) for x in samples.token_ids[i]],
-                       samples.logps[i].tolist())
-            for i, prompt in enumerate(prompts)
-        ]
-
-    def with_answers(self, candidates: list[Candidates]) -> None:
-        """Append each prompt's reference answer as one more candidate (DNO's teacher, GRAO's y)."""
-        if self.answer_of is None:
-            raise ValueError("this method needs reference answers (online.answers, or a world)")
-        texts = [self.answer_of(c.prompt) for c in candidates]
-        ids = self.policy.response_ids(texts)
-        own = self.policy.logprob_ids([c.prompt_ids for c in candidates], ids)
-        for c, text, y, lp in zip(candidates, texts, ids, own.tolist()):
-            c.texts.append(text), c.ids.append(list(y)), c.own.append(lp)
-
-    def fill_reference(self, candidates: list[Candidates]) -> None:
-        """Reference log-probs of every candidate: pi_t's own (previous iterate) or the initial
-        policy's, scored in one batch on the sampled ids."""
-        if self.recipe.ref_update == "previous":
-            for c in candidates:
-                c.ref = list(c.own)
-            return
-        keys = {(tuple(c.prompt_ids), tuple(y)): None for c in candidates for y in c.ids}
-        unique = list(keys)
-        scores = self.reference.logprob_ids([list(p) for p, _ in unique], [list(y) for _, y in unique],
-                                            batch_size=64).tolist() if unique else []
-        score_of = dict(zip(unique, scores))
-        for c in candidates:
-            c.ref = [score_of[(tuple(c.prompt_ids), tuple(y))] for y in c.ids]
-
-    def scores(self, candidates: list[Candidates]) -> list[torch.Tensor]:
-        """A scalar score per candidate: a reward model's, or the win-rate over all pairs."""
-        return self.judge.rewards([c.prompt for c in candidates], [c.texts for c in candidates])
-
-    def matrices(self, candidates: list[Candidates]) -> list[torch.Tensor]:
-        return self.judge.matrices([c.prompt for c in candidates], [c.texts for c in candidates])
-
-    def rank_scores(self, candidates: list[Candidates]) -> list[torch.Tensor]:
-        """Scores to rank by: a scalar reward when the judge is a reward model (K evaluations),
-        else win counts over all pairs (K(K-1)/2 comparisons)."""
-        if self.judge.reward_mode == "auto" and self.judge.has_scalar_reward:
-            return self.scores(candidates)
-        return [win_rates(m) for m in self.matrices(candidates)]
+__all__ = ["OBJECTIVES", "BuildContext", "Candidates", "OnlineObjective", "Rows", "get_objective"]
 
 
 # ----------------------------------------------------------------------------------- pairing
@@ -513,10 +392,15 @@ def grao_cost(recipe: Recipe, online: OnlineConfig, reward_model: bool) -> tuple
     return (0, k + 1) if reward_model else ((k + 1) * k // 2, 0)
 
 
+def anchored_cost(recipe: Recipe, online: OnlineConfig, reward_model: bool) -> tuple[int, int]:
+    return recipe.samples_per_prompt, 0
+
+
 # ------------------------------------------------------------------------------------ registry
 
 BuildFn = Callable[[BuildContext, Sequence[Text], int], Rows]
 ObjectiveLossFn = Callable[[ResolvedLoss, Forward], LossResult]
+FinishFn = Callable[[BuildContext, Rows], None]
 
 
 @dataclass(frozen=True)
@@ -544,6 +428,11 @@ class OnlineObjective:
     """An on-policy gradient that must sample afresh every step (no batched rounds)."""
     takes_teacher: bool = False
     """Accepts ``online.teacher`` (the reference answer as one more candidate)."""
+    finish: FinishFn | None = None
+    """Called once per round on all its rows (the rollout batch), e.g. to compute advantages."""
+    token_level: bool = False
+    """Rows carry per-token arrays and the loss is a ``token`` registry loss
+    (``prefkit.engine.online.tokens``: PPO, RLOO, GRPO, REINFORCE++); ``loss`` is unused."""
 
 
 OBJECTIVES: dict[str, OnlineObjective] = {
@@ -565,6 +454,10 @@ OBJECTIVES: dict[str, OnlineObjective] = {
                             values=("advantage", "answer_advantage", "reward"), fills=("lengths", "answer_lengths"),
                             fixed_reference=True),
     "best_of_n": OnlineObjective("best_of_n", None, None, scored_cost, slots=1, min_samples=1),
+    "rollout": OnlineObjective("rollout", build_rollout, None, scored_cost, slots=1, min_samples=1,
+                               values=("reward",), fixed_reference=True, finish=finish_rollout, token_level=True),
+    "anchored": OnlineObjective("anchored", build_anchored, None, anchored_cost, slots=1, min_samples=1,
+                                values=("reward",), fixed_reference=True, finish=finish_rollout, token_level=True),
 }
 
 

@@ -9,6 +9,12 @@ makes the loss's reference the policy at each round's start. Which prompts a ste
 sees and every sampling seed are pure functions of ``(seed, step)``; a round's rows, the judge's
 state and the budget counters travel in the checkpoint, so ``--resume`` continues mid-round.
 
+The reinforcement-learning baselines (PPO, RLOO, GRPO, REINFORCE++, pairwise PPO) use the same
+rounds: a round is a rollout batch, ``epochs`` passes of minibatch steps over it are PPO's epochs;
+their rows carry per-token arrays, the objective's ``finish`` computes the advantages once per
+round and the micro-batches declare the units of the token loss's reduction
+(``prefkit.engine.online.tokens``).
+
 EGPO's extragradient step (Zhou, Fazel & Du 2025; the official ``extragradient_trainer``):
 gradient of the online-IPO loss at theta_t with opponents from pi_t, an optimizer step to
 theta_{t+1/2}, fresh opponents from pi_{t+1/2}, then parameters *and optimizer state* are
@@ -37,6 +43,7 @@ from prefkit.engine.data import batch_indices
 from prefkit.engine.losses import ResolvedLoss
 from prefkit.engine.metrics import MetricSums
 from prefkit.engine.online.objectives import BuildContext, Forward, OnlineObjective, Rows
+from prefkit.engine.online.tokens import token_empty_loss, token_loss, token_units
 from prefkit.engine.run import LossOutput, MicroBatch, RunSession, StepShape
 from prefkit.policy import sequence_logps
 
@@ -108,8 +115,10 @@ class OnlineShape(StepShape):
             index = batch_indices(len(self.prompts), self.cfg.online.prompts_per_step, b, self.cfg.seed, shuffle=True)
             mine = self.session.shard(index)
             rows = build(self.ctx, [self.prompts[i] for i in mine], seed_of(self.cfg.seed, b, 0, self.session.rank))
-            merged = rows if merged is None else _merge(merged, rows)
+            merged = rows if merged is None else merged.merged(rows)
         assert merged is not None
+        if self.objective.finish is not None:
+            self.objective.finish(self.ctx, merged)
         counts = self.session.all_sum(torch.tensor([float(len(merged)), float(self.rows_built)], dtype=torch.float64))
         if counts[0] == 0:
             reasons = ", ".join(f"{n} {why}" for why, n in sorted(self.ctx.skipped.items())) or "no rows"
@@ -154,11 +163,21 @@ class OnlineShape(StepShape):
         if not index:
             self.empty_steps += 1
             return []
-        parts = np.array_split(np.asarray(index), min(self.cfg.train.grad_accum, len(index)))
-        return [MicroBatch(len(part), (rows, part.tolist())) for part in parts]
+        parts = [part.tolist() for part in np.array_split(np.asarray(index), min(self.cfg.train.grad_accum, len(index)))]
+        return [MicroBatch(self.units(rows, part), (rows, part)) for part in parts]
+
+    def units(self, rows: Rows, index: list[int]) -> float:
+        """A micro-batch's share of the loss normaliser: its rows, or for a token loss what its
+        reduction divides by (``prefkit.engine.online.tokens.token_units``)."""
+        if self.ctx.rollout is not None:
+            return token_units(self.ctx.rollout.loss, rows, index)
+        return float(len(index))
 
     def loss(self, model: nn.Module, micro: MicroBatch) -> LossOutput:
         rows, index = micro.data
+        if self.ctx.rollout is not None:
+            total, metrics, tokens = token_loss(self.ctx.rollout.loss, self.ctx.rollout, model, rows, index)
+            return LossOutput(total, metrics, tokens)
         forward, tokens = self.forward(model, rows, index)
         assert self.objective.loss is not None
         per_row, extra = self.objective.loss(self.loss_fn, forward)
@@ -169,6 +188,8 @@ class OnlineShape(StepShape):
 
     def empty_loss(self, model: nn.Module) -> LossOutput:
         eos = self.ctx.policy.tokenizer.eos_token_id
+        if self.ctx.rollout is not None:
+            return LossOutput(token_empty_loss(self.ctx.rollout, model, eos), MetricSums(), 0)
         batch = self.ctx.policy.encode_token_ids([[eos]], [[eos]], max_length=self.cfg.train.max_length)
         sums, _ = sequence_logps(model, batch.to(self.session.device))
         return LossOutput(sums.sum() * 0.0, MetricSums(), 0)
@@ -220,6 +241,7 @@ class OnlineShape(StepShape):
             "queries": float(judge.queries),
             "reward_evals": float(judge.reward_evals),
             "gen_tokens": float(gen.tokens),
+            "samples": float(gen.responses),
             "gen_s": gen.seconds,
             "judge_s": judge.seconds,
             "compute_s": self.compute_s,
@@ -246,6 +268,8 @@ class OnlineShape(StepShape):
         }
         if self.round_index is not None and self.round_rows is not None and not self.per_step:
             state["round"] = {"index": self.round_index, "rows": self.round_rows.to_json()}
+        if self.ctx.rollout is not None:
+            state["rollout"] = self.ctx.rollout.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -260,19 +284,8 @@ class OnlineShape(StepShape):
         if "round" in state:
             self.round_index = int(state["round"]["index"])
             self.round_rows = Rows.from_json(state["round"]["rows"])
-
-
-def _merge(a: Rows, b: Rows) -> Rows:
-    """Rows of two batches of one round (``b``'s groups shifted after ``a``'s)."""
-    out = Rows(slots=a.slots, prompts=a.prompts + b.prompts)
-    for rows, offset in ((a, 0), (b, a.prompts)):
-        out.prompt_ids += rows.prompt_ids
-        out.responses += rows.responses
-        out.group += [g + offset for g in rows.group]
-    names = set(a.values) | set(b.values)
-    for name in names:
-        out.values[name] = a.values.get(name, []) + b.values.get(name, [])
-    return out  # no ``refresh``: only per-step rounds (one batch) are refreshed (EGPO)
+        if self.ctx.rollout is not None:
+            self.ctx.rollout.load_state_dict(state.get("rollout", {}))
 
 
 def logps_and_token_kl(model: torch.nn.Module, reference: torch.nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:

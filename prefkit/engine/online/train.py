@@ -28,7 +28,7 @@ from prefkit._atomic import atomic_write_json
 from prefkit.config import ConfigError, RunConfig
 from prefkit.data.records import PromptRecord, Text
 from prefkit.engine.data import TrainData
-from prefkit.engine.losses import resolve_loss
+from prefkit.engine.losses import ResolvedLoss, resolve_loss
 from prefkit.engine.methods import Method, Recipe
 from prefkit.engine.models import (
     build_policy,
@@ -43,9 +43,18 @@ from prefkit.engine.online.methods import resolve_recipe
 from prefkit.engine.online.objectives import BuildContext, get_objective
 from prefkit.engine.online.rollout import Sampler
 from prefkit.engine.online.step import OnlineShape
+from prefkit.engine.online.tokens import (
+    ActorCritic,
+    Critic,
+    RolloutSetup,
+    build_critic,
+    check_token_recipe,
+    kl_controller,
+    resolve_token_loss,
+)
 from prefkit.engine.run import RunSession, TrainResult
 from prefkit.errors import InputError
-from prefkit.policy import Policy
+from prefkit.policy import Policy, save_critic
 from prefkit.preference import PreferenceModel
 
 
@@ -121,6 +130,10 @@ class OnlineSetup:
     setup_s: float = 0.0
     loaded_from_model: bool = False
     """The policy was loaded from ``cfg.model`` (not given in memory)."""
+    critic: Critic | None = None
+    """PPO's value model, trained beside the policy."""
+    module: torch.nn.Module | None = None
+    """What the driver optimises: the policy's model, or policy and critic (``ActorCritic``)."""
 
 
 def build_online_run(
@@ -150,9 +163,15 @@ def build_online_run(
         raise ConfigError(f"{method.name} regresses on preference log-odds (GPM scores) and the judge "
                           f"{online_judge.name!r} answers 0/1 labels: use a GPM or other preference model, "
                           "or online.judge=world-truth")
-    if recipe.needs_reward:
-        online_judge.uses_reward_model()  # fails early when no scalar reward is available
     objective = get_objective(recipe.objective)
+    if recipe.needs_reward:
+        try:
+            online_judge.uses_reward_model()  # fails early when no scalar reward is available
+        except ConfigError as error:
+            if not objective.token_level:
+                raise
+            raise ConfigError(f"{method.name}: {error} (with online.samples_per_prompt >= 2); or train "
+                              "--method pairwise_ppo, PPO on P(y beats an anchor) from any preference model") from None
     if cfg.lora.enabled and objective.build is None:
         raise InputError(f"{method.name} trains nothing (it samples n and keeps the best), so LoRA adapters would "
                          "stay at zero: set lora.r=0", field="lora.r")
@@ -178,20 +197,51 @@ def build_online_run(
                       max_prompt_length=max_prompt, backend=cfg.online.backend,
                       vllm_gpu_memory_utilization=cfg.online.vllm_gpu_memory_utilization,
                       rank=session.rank, world=session.world)
-    shape = None
+    shape, critic, module = None, None, policy.model
     if objective.build is not None:
-        loss = resolve_loss(method, cfg.loss)
-        assert loss is not None
+        rollout = None
+        if objective.token_level:
+            rollout, critic = _rollout_setup(session, method, recipe, policy)
+            if critic is not None:
+                module = ActorCritic(policy.model, critic)
+            loss = ResolvedLoss(rollout.loss.spec, rollout.loss.fn, beta=rollout.loss.strength)
+        else:
+            loss = resolve_loss(method, cfg.loss)
+            assert loss is not None
+            if loss.spec.kind == "token":
+                raise ValueError(f"loss.name={loss.spec.name} is a token-level reinforcement-learning loss; "
+                                 f"{method.name} trains a {loss.spec.kind} one (use --method {loss.spec.name})")
         ctx = BuildContext(
             recipe=recipe, sampler=sampler, policy=policy, reference=reference, judge=online_judge,
             temperature=cfg.online.temperature, mixture_coef=cfg.online.mixture_coef,
             sample_mixture=cfg.online.sample_mixture, opponents=cfg.online.opponents,
             keep_top=cfg.online.keep_top,
             answer_of=(lambda p: policy.render_response(answers[prompt_key(p)])) if answers is not None else None,
+            rollout=rollout,
         )
         shape = OnlineShape(session, objective, loss, ctx, prompts, label=method.name)
     return OnlineSetup(recipe, policy, reference, online_judge, sampler, world, shape,
-                       setup_s=time.perf_counter() - setup_start, loaded_from_model=loaded_from_model)
+                       setup_s=time.perf_counter() - setup_start, loaded_from_model=loaded_from_model,
+                       critic=critic, module=module)
+
+
+def _rollout_setup(session: RunSession, method: Method, recipe: Recipe,
+                   policy: Policy) -> tuple[RolloutSetup, Critic | None]:
+    """The token loss, the critic and the training encoding of a reinforcement-learning method."""
+    cfg = session.cfg
+    token = resolve_token_loss(method, cfg.loss, cfg.online)
+    check_token_recipe(method.name, token, recipe, cfg.online)
+    critic = build_critic(recipe.critic, policy, cfg.online, session.device) if recipe.critic is not None else None
+    train = cfg.train
+
+    def encode(prompt_ids, response_ids):
+        return policy.encode_token_ids([list(p) for p in prompt_ids], [list(y) for y in response_ids],
+                                       max_length=train.max_length, max_prompt_length=train.max_prompt_length,
+                                       truncation=train.truncation)
+
+    setup = RolloutSetup(token, encode, session.device, critic=critic, controller=kl_controller(token, cfg.online),
+                         gather=session.gather_objects, rank=session.rank)
+    return setup, critic
 
 
 def run_online(
@@ -217,10 +267,14 @@ def run_online(
         return _best_of_n(session, method, setup)
     shape, policy, reference = setup.shape, setup.policy, setup.reference
     world_eval = (lambda step: evaluate(policy, reference, step)) if evaluate is not None else None
-    fit = session.fit(shape, policy.model, label=method.name, evaluate=world_eval, progress=progress)
+    fit = session.fit(shape, setup.module or policy.model, label=method.name, evaluate=world_eval,
+                      progress=progress)
+    gathered = session.state_dict if setup.module is None or setup.module is policy.model else None
     session.on_main(lambda: save_policy_outputs(session.cfg, session.out, policy, reference,
                                                 loaded_from_model=setup.loaded_from_model, save_reference=False,
-                                                state_dict=session.state_dict))
+                                                state_dict=gathered))
+    if setup.critic is not None:
+        session.on_main(lambda: save_critic(setup.critic, session.out / "critic"))
     counters = fit.last_metrics
     summary = session.finish({
         "method": method.name,
@@ -236,6 +290,7 @@ def run_online(
         "queries": int(counters.get("queries", 0)),
         "reward_evals": int(counters.get("reward_evals", 0)),
         "gen_tokens": int(counters.get("gen_tokens", 0)),
+        "samples": int(counters.get("samples", 0)),
         "gen_s": counters.get("gen_s", 0.0),
         "judge_s": counters.get("judge_s", 0.0),
         "compute_s": counters.get("compute_s", 0.0),
