@@ -178,7 +178,7 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         if self.beta is not None:
-            _number("loss.beta", self.beta, low=0.0, low_open=True)
+            _number("loss.beta", self.beta, low=0.0)  # 0: no KL term (token losses); the pairwise ones refuse it
         for name, weight in self.weights.items():
             _number(f"loss.weights.{name}", weight, low=0.0)
         _number("loss.nll_weight", self.nll_weight, low=0.0)
