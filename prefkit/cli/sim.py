@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from typing import Any
 
 # Kept literal so that registering the command imports nothing heavy; a test checks them
@@ -189,21 +187,10 @@ def _rows(world: Any, kind: str, args: argparse.Namespace, rng: Any, per_prompt:
 
 
 def write_jsonl_atomic(rows: list[dict[str, Any]], path: str) -> None:
-    """Write JSON lines to a temporary file beside ``path``, then rename it into place."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".jsonl", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write JSON lines through a temporary file beside ``path`` renamed into place."""
+    from prefkit._atomic import atomic_write_text
+
+    atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def _describe(world: Any, args: argparse.Namespace) -> int:

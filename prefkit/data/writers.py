@@ -4,31 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from prefkit._atomic import atomic_path
 from prefkit.data.records import ListRecord, PairRecord, PromptRecord
 
 Record = PairRecord | ListRecord | PromptRecord
 OPTIONAL_PAIR_COLUMNS = ("label", "margin", "weight", "annotator")
-
-
-@contextmanager
-def _atomic(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it over ``path`` only on success."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _one_type(records: Iterable[Record]) -> tuple[list[Record], type]:
@@ -46,7 +30,7 @@ def write_jsonl(records: Iterable[Record], path: str | Path) -> Path:
     """One JSON object per line in TRL's columns (``label`` only when not 1.0, optional fields
     only when set); written to a temporary file and renamed, so readers never see half a file."""
     rows, _ = _one_type(records)
-    with _atomic(path) as tmp, tmp.open("w", encoding="utf-8") as handle:
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as handle:
         for index, record in enumerate(rows):
             try:
                 line = json.dumps(record.to_json(), ensure_ascii=False, allow_nan=False)
@@ -90,7 +74,7 @@ def write_parquet(records: Iterable[Record], path: str | Path) -> Path:
     import pyarrow.parquet as pq
 
     table = _arrow_table(columns_of(records), pa.array)
-    with _atomic(path) as tmp:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
     return Path(path)
 
