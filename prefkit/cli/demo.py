@@ -59,13 +59,14 @@ def run(args: argparse.Namespace) -> int:
     pool = f", annotators {args.annotators}" if args.annotators else ""
     table = Table(title=f"prefkit demo: world '{args.world}'{pool} (win-rate under the true preference P*)")
     cyclic = any("exploitability" in r for r in rows)
-    for col in ("rank", "method", "win-rate ± SE", "KL", *(["exploitability"] if cyclic else []), "queries", "s"):
+    for col in ("rank", "method", "win-rate ± SE", "KL", *(["exploitability"] if cyclic else []), "queries",
+                "samples", "s"):
         table.add_column(col, justify="left" if col == "method" else "right")
     for i, r in enumerate(sorted(rows, key=lambda r: -r["win_rate"]), 1):
         cells = [str(i), r["method"], f"{r['win_rate']:.3f} ± {r['win_rate_se']:.3f}", f"{r['kl']:.2f}"]
         if cyclic:
             cells.append(f"{r['exploitability']:.3f}" if "exploitability" in r else "–")
-        cells += [str(r["queries"]), f"{r['seconds']:.1f}"]
+        cells += [str(r["queries"]), str(r.get("samples", "–")), f"{r['seconds']:.1f}"]
         table.add_row(*cells)
     Console().print(table)
     print(f"wrote {args.out}/leaderboard.json, leaderboard.md and leaderboard.png")
