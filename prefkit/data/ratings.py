@@ -245,10 +245,10 @@ def detect_feedback_kind(data: Any) -> str | None:
     """``"ratings"``, ``"rating"`` or ``"critiques"`` for the graded and language-feedback forms of
     this module and ``prefkit.data.critiques``; ``None`` for anything else (pairs, lists, prompts)."""
     columns = _columns_of(data)
+    if columns & {"chosen", "rejected", "responses", "scores"}:
+        return None  # pairs or lists (which may carry a critique column, e.g. studio exports)
     if "critique" in columns:
         return "critiques"
-    if columns & {"chosen", "rejected", "responses", "scores"}:
-        return None
     return ratings_kind(columns)
 
 
