@@ -229,7 +229,9 @@ def open_run_dir(out: str | Path, *, resume: bool, lock: bool = True) -> RunDir:
         if lock and checkpoints.is_dir():
             prune_checkpoints(checkpoints)
         if resume and latest is None:
-            raise RunDirectoryError(f"--resume: no checkpoint under {checkpoints}")
+            raise RunDirectoryError(f"--resume: no checkpoint under {checkpoints}; a run stopped before its first "
+                                    "checkpoint has nothing to resume: run the command without --resume to start "
+                                    "it again")
         if not resume and latest is not None:
             raise RunDirectoryError(
                 f"{path} already holds a run; pass --resume to continue it or choose another --out"

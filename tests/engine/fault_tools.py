@@ -330,6 +330,9 @@ def serve() -> None:
     build_parser()  # imports every command module
     for name in WARM:
         importlib.import_module(name)
+    import gc
+
+    gc.freeze()  # the children's collections skip (and so do not copy) the zygote's objects
     reply = os.fdopen(os.dup(1), "w", buffering=1)
     reply.write("ready\n")
     pending, children, closed = b"", set(), False

@@ -106,6 +106,17 @@ def test_kills_between_checkpoints_resume_to_the_uninterrupted_run(launcher, wor
     _assert_same(out, reference)
 
 
+def test_a_run_killed_before_its_first_checkpoint_is_started_again_without_resume(launcher, work, reference):
+    out = work / "before-first-checkpoint"
+    proc = launcher.start(_args(work, out, "train.save_every=4"), work / "before-first-checkpoint.log")
+    assert kill_while(proc, lambda: logged_step(out) >= 1 and latest_step(out) == 0, timeout=120)
+    log = work / "before-first-checkpoint-resume.log"
+    assert launcher.start([*_args(work, out, "train.save_every=4"), "--resume"], log).wait() == 2
+    assert "no checkpoint under" in log.read_text() and "without --resume" in log.read_text()
+    _finish(launcher, _args(work, out, "train.save_every=4"), out)  # the dead run's lock is stale
+    _assert_same(out, reference)
+
+
 def test_kills_inside_checkpoint_writes_resume_to_the_uninterrupted_run(launcher, work, reference):
     """Each kill lands while a checkpoint's staging directory is being written (checked on the
     frozen process), at a seeded step; ``latest`` names a complete checkpoint after each."""
