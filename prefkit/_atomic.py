@@ -2,7 +2,8 @@
 
 Every write goes to a new temporary name in the target's own directory and is renamed over the
 target, so an existing path is never opened for writing: a symlink planted at the target is
-replaced, not followed, and a crash leaves either the old file or the new one.
+replaced, not followed, and a crash leaves either the old file or the new one (plus, after a
+kill, the temporary name itself: :func:`remove_orphans` clears them).
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+STAGING_GLOBS = (".*.tmp-*", ".*.old-*")
+"""The temporary names this module creates beside a target (``.NAME.tmp-XXXX``, and the
+``.NAME.old-XXXX`` that holds a replaced directory for an instant)."""
 
 
 @contextmanager
@@ -70,3 +75,23 @@ def atomic_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def remove_orphans(directory: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary names a killed writer left in ``directory`` (not recursive).
+
+    Call it only where no other process may be writing (prefkit: under the run directory's
+    lock). Symlinks are unlinked, never followed. Returns what was removed.
+    """
+    directory = Path(directory)
+    removed = []
+    if not directory.is_dir() or directory.is_symlink():
+        return removed
+    for pattern in STAGING_GLOBS:
+        for orphan in directory.glob(pattern):
+            if orphan.is_dir() and not orphan.is_symlink():
+                shutil.rmtree(orphan, ignore_errors=True)
+            else:
+                orphan.unlink(missing_ok=True)
+            removed.append(orphan)
+    return removed

@@ -27,7 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from prefkit._atomic import atomic_write_text
-from prefkit.engine.rundir import LATEST, RunDirectoryError
+from prefkit.engine.rundir import KEEP_CHECKPOINTS, LATEST, RunDirectoryError, prune_checkpoints
 
 STATE = "state.json"
 
@@ -143,7 +143,7 @@ def write_main_state(
     (staging / STATE).write_text(json.dumps(meta), encoding="utf-8")
 
 
-def commit(root: Path, staging: Path, step: int, *, keep: int = 2) -> Path:
+def commit(root: Path, staging: Path, step: int, *, keep: int = KEEP_CHECKPOINTS) -> Path:
     """Rename the staged checkpoint into place, point ``latest`` at it, prune older ones."""
     final = root / f"step-{step:08d}"
     if os.path.lexists(final):
@@ -153,9 +153,7 @@ def commit(root: Path, staging: Path, step: int, *, keep: int = 2) -> Path:
             shutil.rmtree(final)
     os.replace(staging, final)
     atomic_write_text(root / LATEST, final.name)
-    steps = sorted(p for p in root.glob("step-*") if p.is_dir() and not p.is_symlink())
-    for old in steps[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+    prune_checkpoints(root, keep=keep)
     return final
 
 
