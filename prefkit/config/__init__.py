@@ -2,7 +2,11 @@
 
 from prefkit.config.schema import (
     DataConfig,
+    DragonConfig,
     EvalConfig,
+    GenerativeJudgeConfig,
+    HindsightConfig,
+    ILFConfig,
     LoraConfig,
     LossConfig,
     OnlineConfig,
@@ -25,7 +29,11 @@ from prefkit.config.strict import (
 __all__ = [
     "ConfigError",
     "DataConfig",
+    "DragonConfig",
     "EvalConfig",
+    "GenerativeJudgeConfig",
+    "HindsightConfig",
+    "ILFConfig",
     "LoraConfig",
     "LossConfig",
     "OnlineConfig",
