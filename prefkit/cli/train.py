@@ -48,6 +48,7 @@ def resolve_config(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from prefkit.engine import METHODS, train
     from prefkit.engine.evaluation import world_evaluator
+    from prefkit.engine.offline.hindsight import formatted_world_evaluator, inference_format_of
     from prefkit.engine.run import launched_rank
 
     if args.list_methods:
@@ -58,7 +59,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
     if args.method is None and not args.config:
         raise ValueError("--method is required (see --list-methods)")
-    evaluate = world_evaluator(cfg) if cfg.eval.world else None
+    fmt = inference_format_of(cfg)
+    evaluate = None
+    if cfg.eval.world:
+        evaluate = formatted_world_evaluator(cfg, fmt) if fmt is not None else world_evaluator(cfg)
     if args.allow_config_change and not args.resume:
         raise ValueError("--allow-config-change applies to --resume only")
     allowed = [key.strip() for item in args.allow_config_change for key in item.split(",") if key.strip()]
