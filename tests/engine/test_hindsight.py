@@ -179,9 +179,9 @@ def test_ties_only_is_a_clear_error_and_coh_keys_need_the_method(tmp_path):
     ties = [PairRecord("q", "a b", "c d", label=0.5)] * 2
     with pytest.raises(InputError, match="every pair is a tie"):
         train(tiny_config(tmp_path, "coh"), data=TrainData(pairs=ties))
-    with pytest.raises(ConfigError, match="coh.per_pair is a setting of --method coh"):
+    with pytest.raises(ConfigError, match=r"coh\.per_pair is a setting of --method coh"):
         load(RunConfig, None, ["method=dpo", "coh.per_pair=2"])
-    with pytest.raises(ConfigError, match="coh.inference_phrase"):
+    with pytest.raises(ConfigError, match=r"coh\.inference_phrase"):
         load(RunConfig, None, ["method=coh", "coh.inference_phrase=2"])
-    with pytest.raises(ConfigError, match="coh.templates"):
+    with pytest.raises(ConfigError, match=r"coh\.templates"):
         load(RunConfig, None, ["method=coh", "coh.templates=[pp]"])

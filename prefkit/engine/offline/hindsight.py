@@ -36,13 +36,25 @@ import torch
 from prefkit._atomic import atomic_write_json
 from prefkit.config import EvalConfig, RunConfig, TrainConfig
 from prefkit.data import check_batch_size
-from prefkit.data.hindsight import INFERENCE_FILE, PHRASES, HindsightExample, InferenceFormat, hindsight_examples, \
-    hindsight_format
+from prefkit.data.hindsight import (
+    INFERENCE_FILE,
+    PHRASES,
+    HindsightExample,
+    InferenceFormat,
+    hindsight_examples,
+    hindsight_format,
+)
 from prefkit.data.records import PairRecord
 from prefkit.engine.data import TrainData
 from prefkit.engine.methods import Method
-from prefkit.engine.models import build_policy, initial_reference, lora_summary, prepare_for_training, \
-    save_policy_outputs, with_lora
+from prefkit.engine.models import (
+    build_policy,
+    initial_reference,
+    lora_summary,
+    prepare_for_training,
+    save_policy_outputs,
+    with_lora,
+)
 from prefkit.engine.offline.shapes import SFTShape
 from prefkit.engine.run import RunSession, TrainResult
 from prefkit.errors import InputError
