@@ -2,7 +2,6 @@
 
 from prefkit.config.schema import (
     DataConfig,
-    DragonConfig,
     EvalConfig,
     GenerativeJudgeConfig,
     HindsightConfig,
@@ -29,7 +28,6 @@ from prefkit.config.strict import (
 __all__ = [
     "ConfigError",
     "DataConfig",
-    "DragonConfig",
     "EvalConfig",
     "GenerativeJudgeConfig",
     "HindsightConfig",

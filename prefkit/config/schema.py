@@ -512,22 +512,7 @@ class GenerativeJudgeConfig:
                               f"got {self.labels!r}")
 
 
-@dataclass(frozen=True)
-class DragonConfig:
-    """DRAGON's on-policy construction (``--method dragon``; Bai et al. 2025, docs/feedback.md)."""
-
-    reward: Literal["instance", "set"] = "instance"
-    """``instance``: each sample's own reward (an exemplar judge's similarity to the exemplar centroid,
-    or any scalar reward model); ``set``: each sample's leave-one-out contribution to the Fréchet
-    distance between the step's samples and the exemplars (``online.judge=exemplars:FILE``)."""
-
-    def __post_init__(self) -> None:
-        if self.reward not in ("instance", "set"):
-            raise ConfigError(f"dragon.reward: instance or set, got {self.reward!r}")
-
-
-SECTION_METHODS: dict[str, tuple[str, ...]] = {"coh": ("coh",), "ilf": ("ilf",), "genrm": ("genrm",),
-                                               "dragon": ("dragon",)}
+SECTION_METHODS: dict[str, tuple[str, ...]] = {"coh": ("coh",), "ilf": ("ilf",), "genrm": ("genrm",)}
 """Sections read by one method only: a non-default value with another method is refused."""
 
 
@@ -617,7 +602,6 @@ class RunConfig:
     coh: HindsightConfig = field(default_factory=HindsightConfig)
     ilf: ILFConfig = field(default_factory=ILFConfig)
     genrm: GenerativeJudgeConfig = field(default_factory=GenerativeJudgeConfig)
-    dragon: DragonConfig = field(default_factory=DragonConfig)
 
     def __post_init__(self) -> None:
         """Rules across sections (each section checks its own keys)."""

@@ -194,6 +194,7 @@ def log_odds(matrix: torch.Tensor) -> torch.Tensor:
 
 def resolve_judge(cfg: RunConfig, world: Any | None) -> tuple[PreferenceModel, str]:
     """The judge named by ``online.judge``: ``world``, ``world-truth``, a preference-model directory,
+    ``exemplars:FILE`` (DRAGON's exemplar reward, ``prefkit.preference.dragon.ExemplarJudge``),
     ``llm:SPEC``, a language model asked which response is better, or ``rubric:FILE``, one asked
     with a rubric (``prefkit.preference.llm_judge.language_judge``; ``online.judge_labels`` and
     ``online.judge_template`` go to it)."""
@@ -207,6 +208,11 @@ def resolve_judge(cfg: RunConfig, world: Any | None) -> tuple[PreferenceModel, s
         kind = "annotators" if spec == "world" else "truth"
         judge = WorldJudge(world, kind=kind, seed=cfg.seed + 11)
         return judge, judge.name
+    if spec.startswith("exemplars:"):
+        from prefkit.preference.dragon import ExemplarJudge
+
+        exemplar_judge = ExemplarJudge.from_file(spec[len("exemplars:"):])
+        return exemplar_judge, exemplar_judge.name
     if spec.startswith(("llm:", "rubric:")):
         from prefkit.preference.llm_judge import language_judge
 
