@@ -4,6 +4,7 @@ exact resume inside a round, the LLM refiner/selector path, bad input."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -121,17 +122,18 @@ def test_world_refiner_refuses_critiques_it_did_not_write(tmp_path):
 
 
 def test_bad_input_is_named(tmp_path):
-    rows = [json.loads(x) for x in open(_write_critiques(tmp_path / "c.jsonl", n=4))]
+    path = _write_critiques(tmp_path / "c.jsonl", n=4)
+    rows = [json.loads(x) for x in Path(path).read_text(encoding="utf-8").splitlines()]
     rows[2]["critique"] = "   "
     bad = tmp_path / "bad.jsonl"
     bad.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     with pytest.raises(InputError, match=r"bad\.jsonl:3 \[critique\].*empty"):
         train(_cfg(tmp_path, f"data.path={bad}"))
-    with pytest.raises(InputError, match="ilf.refiner=world asks the simulated world"):
+    with pytest.raises(InputError, match=r"ilf\.refiner=world asks the simulated world"):
         train(_cfg(tmp_path, f"data.path={tmp_path / 'c.jsonl'}", "eval.world=null"))
     with pytest.raises(InputError, match="ILF needs critiques"):
         train(_cfg(tmp_path, "eval.world=null", "ilf.refiner=policy", "ilf.selector=policy"))
-    with pytest.raises(ConfigError, match="ilf.refiner: world, policy or llm:SPEC"):
+    with pytest.raises(ConfigError, match=r"ilf\.refiner: world, policy or llm:SPEC"):
         _cfg(tmp_path, "ilf.refiner=human")
     with pytest.raises(ConfigError, match=r"ilf\.rounds is a setting of --method ilf"):
         load(RunConfig, None, ["method=sft", "ilf.rounds=3"])
