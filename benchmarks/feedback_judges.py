@@ -15,7 +15,7 @@ true preference P*. Models, all tiny Llama (hidden 32, 2 layers), the same steps
 Reported: held-out accuracy and, for the generative judges, position consistency (the verdict does
 not change when the two responses swap places).
 
-    PYTHONPATH=. python benchmarks/feedback_judges.py [--seeds 3] [--pairs 1000] [--steps 200] [--rationale]
+    PYTHONPATH=. python benchmarks/feedback_judges.py [--seeds 3] [--pairs 4000] [--steps 600] [--rationale]
 """
 
 from __future__ import annotations
@@ -61,9 +61,9 @@ def genrm_judge(pairs, test, seed: int, args: argparse.Namespace, rationale: boo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--pairs", type=int, default=1000)
+    parser.add_argument("--pairs", type=int, default=4000)
     parser.add_argument("--eval-pairs", type=int, default=400)
-    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--rationale", action="store_true", help="also the judge with a world rationale")
     parser.add_argument("--rationale-eval", type=int, default=100, help="held-out pairs for the rationale judge")

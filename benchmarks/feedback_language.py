@@ -15,7 +15,7 @@ Evaluation: win-rate against the reference under the true preference P* on held-
 (64 prompts x 4 samples, temperature 0.7) and KL(pi || ref); CoH samples after its positive phrase
 ("User: {x} A helpful answer:"), cut at the next feedback phrase.
 
-    PYTHONPATH=. python benchmarks/feedback_language.py [--seeds 3] [--budget 800] [--steps 150]
+    PYTHONPATH=. python benchmarks/feedback_language.py [--seeds 3] [--budget 800] [--steps 400] [--dpo-steps 150]
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def run(method: str, seed: int, world, reference: Policy, ref_samples, args: arg
     policy = copy_of(reference)
     fmt = None
     if method == "dpo":
-        cfg = base_config("dpo", out, seed, steps=args.steps, lr=args.dpo_lr)
+        cfg = base_config("dpo", out, seed, steps=args.dpo_steps or args.steps, lr=args.dpo_lr)
         cfg = replace(cfg, loss=LossConfig(beta=args.beta))
         data = TrainData(pairs=pairs)
     elif method == "sft (chosen)":
@@ -79,6 +79,15 @@ def run(method: str, seed: int, world, reference: Policy, ref_samples, args: arg
                                           ref_samples=ref_samples)
     row = {"win_rate": evaluation.win_rate, "se": evaluation.win_rate_se, "kl": evaluation.kl,
            "utility": evaluation.mean_utility, "seconds": seconds}
+    if fmt is not None:  # does the phrase condition the policy? the same prompts after the negative phrase
+        from prefkit.data.hindsight import PHRASES, InferenceFormat
+        from prefkit.engine.offline.hindsight import sample_formatted
+
+        negative = InferenceFormat("User: {prompt} " + PHRASES[0][1], fmt.stops)
+        prompts = world.prompts("eval", EVAL.prompts)
+        answers, _ = sample_formatted(result.policy, prompts, negative, EVAL, seed + 2)
+        row["negative_utility"] = float(np.mean(world.utility([p for p in prompts for _ in range(EVAL.samples)],
+                                                             [a for r in answers for a in r])))
     if method == "ilf":
         row["selected_incorporation"] = float(np.mean([r["selected_incorporation"] for r in result.metrics["rounds"]]))
         row["critiques"] = result.metrics["critiques"]
@@ -89,9 +98,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--budget", type=int, default=800, help="feedback items per method")
-    parser.add_argument("--steps", type=int, default=150)
-    parser.add_argument("--sft-lr", type=float, default=5e-4, help="SFT, CoH and ILF")
-    parser.add_argument("--dpo-lr", type=float, default=1e-4)
+    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--sft-lr", type=float, default=2e-3, help="SFT, CoH and ILF")
+    parser.add_argument("--dpo-lr", type=float, default=3e-5)
+    parser.add_argument("--dpo-steps", type=int, default=None, help="DPO's steps (default --steps)")
     parser.add_argument("--beta", type=float, default=0.1)
     parser.add_argument("--sft-steps", type=int, default=300, help="the reference's SFT")
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
@@ -108,10 +118,13 @@ def main() -> None:
             rows[method].append(row)
             extra = (f" | selected incorporation {row['selected_incorporation']:.3f}"
                      if "selected_incorporation" in row else "")
+            if "negative_utility" in row:
+                extra += f" | utility after the negative phrase {row['negative_utility']:.2f}"
             print(f"seed {seed} | {method} | win-rate {row['win_rate']:.3f} ± {row['se']:.3f} | KL {row['kl']:.2f} | "
                   f"utility {row['utility']:.2f}{extra} | {row['seconds']:.0f}s", flush=True)
-    print(f"\nbudget {args.budget} feedback items, {args.steps} steps of 32 (SFT/CoH/ILF lr {args.sft_lr}, DPO lr "
-          f"{args.dpo_lr}, beta {args.beta}); eval {EVAL.prompts} prompts x {EVAL.samples} samples\n")
+    print(f"\nbudget {args.budget} feedback items, {args.steps} steps of 32 (SFT/CoH/ILF lr {args.sft_lr}; DPO "
+          f"{args.dpo_steps or args.steps} steps, lr {args.dpo_lr}, beta {args.beta}); eval {EVAL.prompts} prompts x "
+          f"{EVAL.samples} samples\n")
     print("| method | feedback | win-rate vs reference (mean ± sd) | per seed | KL(π‖ref) | mean utility | s per run |")
     print("|---|---|---:|---|---:|---:|---:|")
     feedback = {"sft (chosen)": f"{args.budget} pairs", "dpo": f"{args.budget} pairs", "coh": f"{args.budget} pairs",

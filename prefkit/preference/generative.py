@@ -52,7 +52,7 @@ JUDGE_FILE = "prefkit_judge.json"
 """Written beside a trained generative judge's weights: its template, labels and rationale mode."""
 ANSWER_MARKER = "Final answer"
 """Between a rationale and the label (plain words: every tokenizer keeps them as they are)."""
-RATIONALE_TOKENS = 96
+RATIONALE_TOKENS = 192
 """Tokens a judge may write for its rationale before the answer marker."""
 
 
