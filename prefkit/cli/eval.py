@@ -59,14 +59,20 @@ def find_reference(policy_dir: Path, explicit: str | None) -> str:
                      file=str(policy_dir), field="ref")
 
 
-def pairs_accuracy(policy, reference, path: str, cfg) -> dict[str, Any]:
+def pairs_accuracy(policy, reference, path: str, cfg, fmt=None) -> dict[str, Any]:
+    """How often ``log pi/pi_ref`` ranks chosen above rejected; with an inference format ``fmt``
+    the policy reads ``fmt.apply(prompt)`` (the reference the plain prompt)."""
+    from dataclasses import replace
+
     from prefkit.data import read_pairs
     from prefkit.engine.offline.examples import tokenize_pairs
     from prefkit.engine.offline.refcache import reference_logps
 
     records, report = read_pairs(path)
     examples = tokenize_pairs(policy, records, cfg)
-    pol, _ = reference_logps(examples, policy, cfg, use_cache=False)
+    conditioned = examples if fmt is None else tokenize_pairs(
+        policy, [replace(r, prompt=fmt.apply(r.prompt)) for r in records], cfg)
+    pol, _ = reference_logps(conditioned, policy, cfg, use_cache=False)
     ref, _ = reference_logps(examples, reference, cfg, use_cache=False)
     margin = (pol[:, 0] - ref[:, 0]) - (pol[:, 1] - ref[:, 1])
     labels = examples.labels
@@ -85,6 +91,7 @@ def pairs_accuracy(policy, reference, path: str, cfg) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from prefkit.config import RunConfig, load
+    from prefkit.data.hindsight import read_inference_format
     from prefkit.policy import Policy
 
     cfg = load(RunConfig, None, [f"seed={args.seed}", *args.overrides])
@@ -103,10 +110,21 @@ def run(args: argparse.Namespace) -> int:
 
             prompts = world.prompts("eval", cfg.eval.prompts)
             pool = candidate_pool(world, prompts, cfg.eval.samples, np.random.default_rng(args.seed + 7))
-        result, _ = evaluate_on_world(policy, reference, world, cfg.eval, seed=args.seed, pool=pool)
+        fmt = read_inference_format(policy_dir)
+        if fmt is not None:  # e.g. a Chain of Hindsight policy: prompted after the positive phrase
+            from prefkit.engine.offline.hindsight import evaluate_formatted_on_world
+
+            result, _ = evaluate_formatted_on_world(policy, reference, world, cfg.eval, fmt, seed=args.seed, pool=pool)
+        else:
+            result, _ = evaluate_on_world(policy, reference, world, cfg.eval, seed=args.seed, pool=pool)
         out = {"world": args.world, **{k: v for k, v in result.as_dict().items() if v is not None and v != {}}}
+        if fmt is not None:
+            out["prompt_template"] = fmt.template
     else:
-        out = {"data": args.data, **pairs_accuracy(policy, reference, args.data, cfg.train)}
+        fmt = read_inference_format(policy_dir)
+        out = {"data": args.data, **pairs_accuracy(policy, reference, args.data, cfg.train, fmt)}
+        if fmt is not None:
+            out["prompt_template"] = fmt.template
     if args.json:
         print(json.dumps(out))
     else:

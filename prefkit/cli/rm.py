@@ -1,7 +1,9 @@
 """``prefkit rm``: train, evaluate and denoise with preference models (docs/preference.md).
 
 - ``rm train --kind bt|gpm|pairpm --data FILE --model tiny|PATH --out DIR [key=value ...]``
-- ``rm eval --model DIR --data FILE [--json]`` -> ``{"accuracy", "n", "ties", ...}``
+- ``rm train --kind ordinal --scale 1-5 --data RATINGS --model tiny|PATH --out DIR`` (graded ratings)
+- ``rm eval --model DIR --data FILE [--json]`` -> ``{"accuracy", "n", "ties", ...}`` (pairs, or a
+  ratings file: every within-list pair with different ratings)
 - ``rm strength --data FILE --out FILE [--models DIR ... | --members M] [--action ...]``
 """
 
@@ -12,6 +14,7 @@ import json
 from typing import Any
 
 KINDS = ("bt", "gpm", "pairpm")
+TRAIN_KINDS = (*KINDS, "ordinal")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,9 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "(rm.dim=4 rm.tau=0.1 rm.eigenvalues=prompt rm.label_smoothing=0.1 train.steps=500 "
                     "tiny.hidden_size=64 ...). Writes DIR/model (load with `prefkit rm eval --model DIR`).",
     )
-    t.add_argument("--kind", choices=KINDS, help="bt (scalar reward), gpm (general preference embedding), "
-                                                 "pairpm (pairwise classifier); default bt")
-    t.add_argument("--data", help="JSONL/Parquet pairs (TRL prompt/chosen/rejected; label 0.5 = tie)")
+    t.add_argument("--kind", choices=TRAIN_KINDS, help="bt (scalar reward), gpm (general preference embedding), "
+                                                       "pairpm (pairwise classifier), ordinal (a reward with "
+                                                       "ordered thresholds, on ratings); default bt")
+    t.add_argument("--scale", help="--kind ordinal: the integer rating scale LOW-HIGH (e.g. 1-5, 1-10; rm.scale)")
+    t.add_argument("--data", help="JSONL/Parquet pairs (TRL prompt/chosen/rejected; label 0.5 = tie), or for "
+                                  "--kind ordinal ratings (prompt/completions/ratings or prompt/completion/rating)")
     t.add_argument("--eval-data", help="pairs to evaluate on at eval steps and at the end")
     t.add_argument("--model", help="'tiny' or a local Hugging Face causal LM or encoder directory")
     t.add_argument("--out", help="output directory")
@@ -99,8 +105,8 @@ def _config(args: argparse.Namespace, extra: list[str] | None = None):
     from prefkit.config import RunConfig, load
 
     flags = []
-    for flag, key in (("kind", "rm.kind"), ("model", "model"), ("out", "out"), ("data", "data.path"),
-                      ("eval_data", "data.eval_path")):
+    for flag, key in (("kind", "rm.kind"), ("scale", "rm.scale"), ("model", "model"), ("out", "out"),
+                      ("data", "data.path"), ("eval_data", "data.eval_path")):
         value = getattr(args, flag, None)
         if value is not None:
             flags.append(f"{key}={json.dumps(value)}")
@@ -125,7 +131,9 @@ def _train(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(metrics))
     else:
-        print(f"rm {metrics['kind']}: {metrics['steps']} steps on {metrics['pairs']} pairs, final loss "
+        examples = (f"{metrics['rated_completions']} rated completions" if metrics["kind"] == "ordinal"
+                    else f"{metrics['pairs']} pairs")
+        print(f"rm {metrics['kind']}: {metrics['steps']} steps on {examples}, final loss "
               f"{metrics['final_loss']:.4f}, {metrics['wall_s']:.1f}s -> {cfg.out}/model")
         for key, value in metrics.items():
             if key.startswith("eval/") and value is not None:
@@ -135,6 +143,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from prefkit.data import read_pairs
+    from prefkit.data.ratings import detect_feedback_kind
     from prefkit.preference.evaluation import evaluate_pairs
     from prefkit.preference.io import load_preference_model
 
@@ -150,8 +159,12 @@ def _eval(args: argparse.Namespace) -> int:
                                     device=args.device)
     else:
         model = load_preference_model(args.model, device=args.device)
-    records, _ = read_pairs(args.data)
-    result: dict[str, Any] = {**evaluate_pairs(model, records, batch_size=args.batch_size),
+    extra: dict[str, Any] = {}
+    if detect_feedback_kind(args.data) in ("ratings", "rating"):
+        records, extra = ratings_as_pairs(args.data, model, args.model, batch_size=args.batch_size)
+    else:
+        records, _ = read_pairs(args.data)
+    result: dict[str, Any] = {**evaluate_pairs(model, records, batch_size=args.batch_size), **extra,
                               "kind": model.kind, "model": args.model, "data": args.data}
     if hasattr(getattr(model, "backbone", None), "collate"):
         result["truncated"] = _count_truncated(model, records)
@@ -168,7 +181,43 @@ def _eval(args: argparse.Namespace) -> int:
         if result["ties"]:
             print(f"  ties: {result['ties']} (mean |P - 1/2| = {result['tie_mean_abs_deviation']:.4f})")
         print(f"  log loss {result['log_loss']:.4f}; truncated rows {result.get('truncated', 0)}")
+        if "rating_accuracy" in result:
+            print(f"  ratings: class accuracy {result['rating_accuracy']:.4f}, MAE {result['rating_mae']:.4f}")
     return 0
+
+
+def ratings_as_pairs(path: str, model: Any, model_dir: str, *, batch_size: int) -> tuple[list, dict[str, Any]]:
+    """A ratings file for ``rm eval``: every pair of completions of one rated list (single ratings:
+    of one prompt and annotator) with different ratings, the higher-rated as chosen; for an ordinal
+    model on its own scale also the class accuracy and the MAE of the expected rating."""
+    import numpy as np
+
+    from prefkit.data.binarize import binarize, group_ratings
+    from prefkit.data.ratings import RatingRecord, read_ratings
+    from prefkit.preference.io import read_manifest
+
+    scale = None
+    if model.kind == "ordinal":
+        trained = read_manifest(model_dir).get("trained") or {}
+        scale = tuple(trained["scale"]) if "scale" in trained else None
+    ratings, _ = read_ratings(path, scale=scale, integer=scale is not None)
+    lists = group_ratings(ratings) if ratings and isinstance(ratings[0], RatingRecord) else list(ratings)
+    pairs, report = binarize(lists, rule="all_pairs", margin=1e-9, rng=np.random.default_rng(0))
+    if not pairs:
+        raise ValueError(f"{path}: no two completions of one list have different ratings; nothing to rank")
+    extra: dict[str, Any] = {"pairs_from_ratings": report.to_json()}
+    if scale is not None:
+        import torch
+
+        prompts = [r.prompt for r in lists for _ in r.completions]
+        completions = [c for r in lists for c in r.completions]
+        rated = torch.tensor([x for r in lists for x in r.ratings], dtype=torch.float64)
+        probs = model.class_probabilities(prompts, completions, batch_size=batch_size).double()
+        low = scale[0]
+        extra["rating_accuracy"] = float((probs.argmax(1) + low == rated).double().mean())
+        expected = probs @ (low + torch.arange(probs.shape[1], dtype=torch.float64))
+        extra["rating_mae"] = float((expected - rated).abs().mean())
+    return pairs, extra
 
 
 def _count_truncated(model: Any, records: list) -> int:

@@ -28,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "that may differ from the checkpoint's; the change is recorded in metrics.json")
     p.add_argument("--world", help="evaluate on this simulated world at eval steps and at the end")
     p.add_argument("--list-methods", action="store_true", help="list the methods and exit")
+    p.add_argument("--rl", action="store_true",
+                   help="--method genrm: Think-RM's RL step after the SFT (GRPO; genrm.rl=true)")
     p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
     p.set_defaults(func=run, multiprocess=True)
@@ -42,12 +44,16 @@ def resolve_config(args: argparse.Namespace):
         value = getattr(args, flag, None)
         if value is not None:
             flags.append(f"{key}={json.dumps(value)}")
+    if getattr(args, "rl", False):
+        flags.append("genrm.rl=true")
     return load(RunConfig, args.config, [*flags, *args.overrides])
 
 
 def run(args: argparse.Namespace) -> int:
     from prefkit.engine import METHODS, train
     from prefkit.engine.evaluation import world_evaluator
+    from prefkit.engine.methods import get_method
+    from prefkit.engine.offline.hindsight import formatted_world_evaluator, inference_format_of
     from prefkit.engine.run import launched_rank
 
     if args.list_methods:
@@ -58,7 +64,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
     if args.method is None and not args.config:
         raise ValueError("--method is required (see --list-methods)")
-    evaluate = world_evaluator(cfg) if cfg.eval.world else None
+    fmt = inference_format_of(cfg)
+    evaluate = None
+    if cfg.eval.world and get_method(cfg.method).step != "genrm":  # a judge is scored on held-out world pairs
+        evaluate = formatted_world_evaluator(cfg, fmt) if fmt is not None else world_evaluator(cfg)
     if args.allow_config_change and not args.resume:
         raise ValueError("--allow-config-change applies to --resume only")
     allowed = [key.strip() for item in args.allow_config_change for key in item.split(",") if key.strip()]

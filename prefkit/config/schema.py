@@ -41,6 +41,19 @@ def _number(key: str, value: float, *, low: float | None = None, high: float | N
     raise ConfigError(f"{key}: must be a finite number in {lo}, {hi}, got {value!r}{hint}")
 
 
+def rating_scale(text: str) -> tuple[int, int]:
+    """``"1-5"`` / ``"1,5"`` / ``"-2,2"`` -> ``(1, 5)``: an integer rating scale with low < high."""
+    parts = str(text).split(",") if "," in str(text) else str(text).split("-")
+    try:
+        low, high = (float(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"rm.scale: a rating scale is LOW-HIGH or LOW,HIGH (e.g. 1-5, 1-10, -2,2), "
+                          f"got {text!r}") from None
+    if not (math.isfinite(low) and math.isfinite(high)) or low != int(low) or high != int(high) or low >= high:
+        raise ConfigError(f"rm.scale: an ordinal scale needs whole-number bounds LOW < HIGH, got {text!r}")
+    return int(low), int(high)
+
+
 @dataclass(frozen=True)
 class TinyConfig:
     """The built-in tiny Llama-architecture policy, built from this config (``--model tiny``)."""
@@ -358,9 +371,10 @@ class EvalConfig:
 class RewardModelConfig:
     """A preference model (``prefkit rm train``; ``prefkit.preference``, docs/preference.md)."""
 
-    kind: Literal["bt", "gpm", "pairpm"] = "bt"
+    kind: Literal["bt", "gpm", "pairpm", "ordinal"] = "bt"
     """``bt``: scalar reward (Bradley-Terry); ``gpm``: general preference embedding;
-    ``pairpm``: pairwise classifier over the prompt and both responses."""
+    ``pairpm``: pairwise classifier over the prompt and both responses; ``ordinal``: a scalar
+    reward with ordered thresholds fitted to graded ratings (a ratings file, ``rm.scale``)."""
     backbone: Literal["auto", "causal", "encoder"] = "auto"
     """How to read ``model``: ``auto`` decides from its config (BERT-like models are encoders)."""
     pooling: Literal["auto", "last", "mean", "cls"] = "auto"
@@ -387,8 +401,32 @@ class RewardModelConfig:
     """Pairs labelled 1/2: train toward P = 1/2, or leave them out of training (counted)."""
     freeze_backbone: bool = False
     """Train the head only (a probe on the backbone's frozen representations)."""
+    scale: str | None = None
+    """``rm.kind=ordinal``: the declared integer rating scale ``LOW-HIGH`` (``1-5``, ``1-10``; a
+    negative bound as ``-2,2``); one ordinal class per level. Required for ``ordinal``; a rating
+    outside it, or not a whole number, is an error naming file, line and field."""
+    ordinal_variant: Literal["likelihood", "nested"] = "likelihood"
+    """``rm.kind=ordinal``: the exact cumulative-logit likelihood, or GNOLR-style nested binary
+    objectives (``prefkit.losses.ordinal``)."""
 
     def __post_init__(self) -> None:
+        if self.kind == "ordinal":
+            if self.scale is None:
+                raise ConfigError("rm.kind=ordinal needs the rating scale: rm.scale=LOW-HIGH (e.g. 1-5 or 1-10; "
+                                  "`prefkit rm train --scale 1-5`)")
+            low, high = rating_scale(self.scale)
+            if high - low < 1:
+                raise ConfigError(f"rm.scale: an ordinal scale needs at least 2 levels, got {self.scale!r}")
+            for name in ("margin", "adaptive_margin", "label_smoothing"):
+                if getattr(self, name):
+                    raise ConfigError(f"rm.{name} is a setting of the pairwise losses; rm.kind=ordinal fits ratings "
+                                      f"and does not read it: remove rm.{name}")
+        else:
+            if self.scale is not None:
+                raise ConfigError(f"rm.scale applies to rm.kind=ordinal (ratings), not rm.kind={self.kind}: remove it")
+            if self.ordinal_variant != "likelihood":
+                raise ConfigError(f"rm.ordinal_variant applies to rm.kind=ordinal, not rm.kind={self.kind}: "
+                                  "remove it")
         if self.dim <= 0 or self.dim % 2:
             raise ValueError(f"rm.dim must be a positive even number (2k), got {self.dim}")
         _number("rm.tau", self.tau, low=0.0, low_open=True)
@@ -402,6 +440,112 @@ class RewardModelConfig:
             raise ValueError("rm.margin/rm.adaptive_margin need a score difference; pairpm has none")
         if self.kind == "gpm" and self.adaptive_margin:
             raise ValueError("rm.adaptive_margin is the Bradley-Terry (kind=bt) adaptive margin")
+
+
+COH_TEMPLATES = ("p", "n", "np", "pn")
+"""Chain of Hindsight's templates (``prefkit.data.hindsight.TEMPLATES``)."""
+COH_PHRASES = 4
+"""Feedback phrase pairs known (``len(prefkit.data.hindsight.PHRASES)``)."""
+
+
+@dataclass(frozen=True)
+class HindsightConfig:
+    """Chain of Hindsight (``--method coh``; Liu et al. 2023, docs/feedback.md)."""
+
+    templates: list[str] = field(default_factory=lambda: list(COH_TEMPLATES))
+    """Templates drawn per pair: ``p`` (positive), ``n`` (negative), ``np``, ``pn``."""
+    phrases: list[int] = field(default_factory=lambda: [0])
+    """Feedback phrase pairs drawn per sequence (indices into ``prefkit.data.hindsight.PHRASES``;
+    0 is the paper's "A helpful answer:" / "An unhelpful answer:")."""
+    per_pair: int = 1
+    """CoH sequences built from each decided pair."""
+    inference_phrase: int = 0
+    """The positive phrase a trained policy is conditioned on when sampled (one of ``phrases``)."""
+
+    def __post_init__(self) -> None:
+        if not self.templates or any(t not in COH_TEMPLATES for t in self.templates):
+            raise ConfigError(f"coh.templates: a non-empty list of {list(COH_TEMPLATES)}, got {self.templates!r}")
+        if not self.phrases or any(isinstance(i, bool) or not 0 <= i < COH_PHRASES for i in self.phrases):
+            raise ConfigError(f"coh.phrases: a non-empty list of phrase indices 0..{COH_PHRASES - 1}, "
+                              f"got {self.phrases!r}")
+        if self.per_pair < 1:
+            raise ConfigError(f"coh.per_pair: must be >= 1, got {self.per_pair}")
+        if self.inference_phrase not in self.phrases:
+            raise ConfigError(f"coh.inference_phrase ({self.inference_phrase}) must be one of coh.phrases "
+                              f"{self.phrases}: the policy is conditioned on a phrase it was trained with")
+
+
+@dataclass(frozen=True)
+class ILFConfig:
+    """ILF: refine -> select -> SFT, in rounds (``--method ilf``; Scheurer et al. 2023).
+
+    ``refiner`` and ``selector``: ``world`` (the simulated world's imperfect refiner and its
+    ground-truth incorporation score; needs ``--world``), ``policy`` (the policy being trained,
+    prompted with ILF's instructions) or ``llm:SPEC`` (``llm:DIR``, ``llm:openai:MODEL``; docs/llm.md).
+    """
+
+    rounds: int = 2
+    """Refine -> select -> SFT rounds; ``train.steps`` is split evenly over them. Round 1 refines the
+    critiques of ``--data`` (or, without it, the world's critiques of base responses); each later
+    round refines the world critic's feedback on the current policy's own answers (needs a world)."""
+    refinements: int = 5
+    """N refinements per critique (the paper's 5)."""
+    refiner: str = "world"
+    selector: str = "world"
+    skill: float = 0.8
+    """World refiner: probability that each named issue is fixed."""
+    slip: float = 0.1
+    """World refiner: probability of inserting an off-topic word (its own mistake)."""
+    recall: float = 1.0
+    """World critic (rounds after the first): probability that each issue is named."""
+    prompts: int = 256
+    """Without ``--data``: critiques of this many base responses drawn from the world."""
+    temperature: float = 1.0
+    """LLM refiner (``policy``, ``llm:...``): sampling temperature of the refinements (the paper's 1.0)."""
+    max_new_tokens: int = 64
+    """LLM refiner: tokens per refinement."""
+
+    def __post_init__(self) -> None:
+        for name in ("rounds", "refinements", "prompts", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"ilf.{name}: must be >= 1, got {getattr(self, name)}")
+        for name in ("refiner", "selector"):
+            value = getattr(self, name)
+            if value not in ("world", "policy") and not (value.startswith("llm:") and len(value) > 4):
+                raise ConfigError(f"ilf.{name}: world, policy or llm:SPEC (llm:DIR, llm:openai:MODEL), got {value!r}")
+        for name in ("skill", "slip"):
+            _number(f"ilf.{name}", getattr(self, name), low=0.0, high=1.0)
+        _number("ilf.recall", self.recall, low=0.0, low_open=True, high=1.0)
+        _number("ilf.temperature", self.temperature, low=0.0, low_open=True)
+
+
+@dataclass(frozen=True)
+class GenerativeJudgeConfig:
+    """A generative pairwise judge (``--method genrm``; Think-RM, Pairwise-RL): a causal LM trained
+    to answer which of two responses is better (docs/feedback.md)."""
+
+    labels: str = "A,B"
+    """The two answer labels (first, second), comma separated."""
+    template: str | None = None
+    """A judge prompt template file (``{prompt}``, ``{first}``, ``{second}``, ``{first_label}``,
+    ``{second_label}``); ``None``: ``prefkit.preference.llm_judge.DEFAULT_TEMPLATE``."""
+    rationale: Literal["none", "world"] = "none"
+    """``world``: the target is a rationale, then the answer (Think-RM's think-then-answer form); the
+    rationale names each response's issues in the world's terms (its critic), so needs ``--world``."""
+    swap: bool = True
+    """Position-swap augmentation: every pair is taught in both orders (position consistency)."""
+    rl: bool = False
+    """Think-RM's RL step (GRPO with reward = agreement with the label) after the SFT."""
+
+    def __post_init__(self) -> None:
+        parts = [p.strip() for p in self.labels.split(",")]
+        if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
+            raise ConfigError(f"genrm.labels: two different non-empty labels separated by a comma (A,B), "
+                              f"got {self.labels!r}")
+
+
+SECTION_METHODS: dict[str, tuple[str, ...]] = {"coh": ("coh",), "ilf": ("ilf",), "genrm": ("genrm",)}
+"""Sections read by one method only: a non-default value with another method is refused."""
 
 
 LORA_ALL_LINEAR = "all-linear"
@@ -487,9 +631,18 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     rm: RewardModelConfig = field(default_factory=RewardModelConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
+    coh: HindsightConfig = field(default_factory=HindsightConfig)
+    ilf: ILFConfig = field(default_factory=ILFConfig)
+    genrm: GenerativeJudgeConfig = field(default_factory=GenerativeJudgeConfig)
 
     def __post_init__(self) -> None:
         """Rules across sections (each section checks its own keys)."""
+        for section, methods in SECTION_METHODS.items():
+            value = getattr(self, section)
+            if self.method not in methods and value != type(value)():
+                changed = [f for f in value.__dataclass_fields__ if getattr(value, f) != getattr(type(value)(), f)]
+                raise CrossSectionError(f"{section}.{changed[0]} is a setting of --method {' or '.join(methods)}, "
+                                        f"and this run's method is {self.method}: remove it")
         if self.model == "tiny" and self.attn_implementation not in (None, "sdpa"):
             raise CrossSectionError(f"attn_implementation={self.attn_implementation}: the tiny preset is built with "
                                     "sdpa; this key applies to a loaded checkpoint (model=PATH)")

@@ -14,7 +14,7 @@ from typing import Any
 
 from prefkit.data._fields import RowProblem, is_empty, parse_text, type_name
 from prefkit.data._sources import FileContentError
-from prefkit.data.ratings import finish, scan_rows
+from prefkit.data.ratings import MAX_ROW_BYTES, finish, scan_rows
 from prefkit.data.records import Source, Text
 from prefkit.data.report import ReadReport, RowError
 
@@ -66,17 +66,19 @@ def parse_critique_row(row: dict[str, Any], source: Source) -> CritiqueRecord:
     return CritiqueRecord(prompt, completion, critique, issues, annotator, source)
 
 
-def scan_critiques(data: Any, *, skip_invalid: bool = False, dedupe: bool = False) -> tuple[list[CritiqueRecord],
-                                                                                            ReadReport]:
+def scan_critiques(data: Any, *, skip_invalid: bool = False, dedupe: bool = False,
+                   max_row_bytes: int | None = MAX_ROW_BYTES) -> tuple[list[CritiqueRecord], ReadReport]:
     return scan_rows(data, parse_critique_row, kind="critiques", columns=CRITIQUE_COLUMNS,
-                     required=("prompt", "completion", "critique"), skip_invalid=skip_invalid, dedupe=dedupe)
+                     required=("prompt", "completion", "critique"), skip_invalid=skip_invalid, dedupe=dedupe,
+                     max_row_bytes=max_row_bytes)
 
 
-def read_critiques(data: Any, *, skip_invalid: bool = False, dedupe: bool = False) -> tuple[list[CritiqueRecord],
-                                                                                            ReadReport]:
+def read_critiques(data: Any, *, skip_invalid: bool = False, dedupe: bool = False,
+                   max_row_bytes: int | None = MAX_ROW_BYTES) -> tuple[list[CritiqueRecord], ReadReport]:
     """Critiques from a JSONL/Parquet file or a Dataset; invalid rows raise ``InvalidRowsError``
-    naming file, line and field (``skip_invalid=True`` drops and lists them)."""
-    return finish(*scan_critiques(data, skip_invalid=skip_invalid, dedupe=dedupe))
+    naming file, line and field (``skip_invalid=True`` drops and lists them; a row longer than
+    ``max_row_bytes`` is invalid)."""
+    return finish(*scan_critiques(data, skip_invalid=skip_invalid, dedupe=dedupe, max_row_bytes=max_row_bytes))
 
 
 def validate_critiques(data: Any, *, skip_invalid: bool = False, dedupe: bool = False) -> ReadReport:

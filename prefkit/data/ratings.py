@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prefkit.data._fields import RowProblem, is_empty, parse_number, parse_text, type_name
-from prefkit.data._sources import FileContentError, open_source
+from prefkit.data._sources import FileContentError, open_source, row_bytes, row_too_long
+from prefkit.data.readers import MAX_ROW_BYTES
 from prefkit.data.records import ListRecord, Source, Text
 from prefkit.data.report import InvalidRowsError, ReadReport, RowError
 
@@ -169,16 +170,19 @@ def _key(record: Any) -> Hashable:
 
 
 def scan_rows(data: Any, parse: Callable[[dict[str, Any], Source], Any], *, kind: str, columns: tuple[str, ...],
-              required: tuple[str, ...], skip_invalid: bool = False,
-              dedupe: bool = False) -> tuple[list[Any], ReadReport]:
+              required: tuple[str, ...], skip_invalid: bool = False, dedupe: bool = False,
+              max_row_bytes: int | None = MAX_ROW_BYTES) -> tuple[list[Any], ReadReport]:
     """Read every row of ``data`` with ``parse(row, (file, line))``; collect every problem.
 
     Exact duplicate rows are errors (``dedupe=True`` drops and counts them); columns outside
     ``columns`` are reported as ignored; a columnar source lacking a ``required`` column fails once.
-    Returns the records and the report (invalid rows in ``report.errors``, or ``report.skipped``
-    with ``skip_invalid``); raise with :func:`finish`.
+    A row longer than ``max_row_bytes`` (a JSONL line, or a columnar row's text) is invalid and not
+    parsed (``None``: no limit). Returns the records and the report (invalid rows in
+    ``report.errors``, or ``report.skipped`` with ``skip_invalid``); raise with :func:`finish`.
     """
-    source = open_source(data)
+    if max_row_bytes is not None and max_row_bytes <= 0:
+        raise ValueError(f"max_row_bytes must be positive or None (no limit), got {max_row_bytes}")
+    source = open_source(data, max_row_bytes=max_row_bytes)
     report = ReadReport(file=source.file, kind=kind)  # type: ignore[arg-type]
     if source.columns is not None:
         for column in required:
@@ -196,6 +200,8 @@ def scan_rows(data: Any, parse: Callable[[dict[str, Any], Source], Any], *, kind
         if source.columns is None:
             ignored.update(k for k in row if k not in columns)
         try:
+            if max_row_bytes is not None and source.columns is not None and (size := row_bytes(row)) > max_row_bytes:
+                raise RowProblem(None, row_too_long(size, max_row_bytes))
             record = parse(row, (source.file, line))
             key = _key(record)
             if key in first_line:
@@ -253,7 +259,8 @@ def detect_feedback_kind(data: Any) -> str | None:
 
 
 def scan_ratings(data: Any, *, scale: Scale | None = None, integer: bool = False, skip_invalid: bool = False,
-                 dedupe: bool = False) -> tuple[list[RatingsRecord] | list[RatingRecord], ReadReport]:
+                 dedupe: bool = False, max_row_bytes: int | None = MAX_ROW_BYTES
+                 ) -> tuple[list[RatingsRecord] | list[RatingRecord], ReadReport]:
     """The rows and report of a ratings file without raising for invalid rows (see :func:`read_ratings`)."""
     scale = check_scale(scale)
     kind = ratings_kind(_columns_of(data))
@@ -266,7 +273,8 @@ def scan_ratings(data: Any, *, scale: Scale | None = None, integer: bool = False
             return parse_ratings_row(row, where, scale=scale, integer=integer)
 
         records, report = scan_rows(data, parse, kind="ratings", columns=RATINGS_COLUMNS,
-                                    required=("completions", "ratings"), skip_invalid=skip_invalid, dedupe=dedupe)
+                                    required=("completions", "ratings"), skip_invalid=skip_invalid, dedupe=dedupe,
+                                    max_row_bytes=max_row_bytes)
         values = [v for r in records for v in r.ratings]
         report.ties = sum(len(set(r.ratings)) < len(r.ratings) for r in records)
     else:
@@ -274,7 +282,8 @@ def scan_ratings(data: Any, *, scale: Scale | None = None, integer: bool = False
             return parse_rating_row(row, where, scale=scale, integer=integer)
 
         records, report = scan_rows(data, parse, kind="rating", columns=RATING_COLUMNS,
-                                    required=("completion", "rating"), skip_invalid=skip_invalid, dedupe=dedupe)
+                                    required=("completion", "rating"), skip_invalid=skip_invalid, dedupe=dedupe,
+                                    max_row_bytes=max_row_bytes)
         values = [r.rating for r in records]
     if values:
         observed = f"ratings {min(values):g}..{max(values):g}"
@@ -287,7 +296,8 @@ def scan_ratings(data: Any, *, scale: Scale | None = None, integer: bool = False
 
 
 def read_ratings(data: Any, *, scale: Scale | None = None, integer: bool = False, skip_invalid: bool = False,
-                 dedupe: bool = False) -> tuple[list[RatingsRecord] | list[RatingRecord], ReadReport]:
+                 dedupe: bool = False, max_row_bytes: int | None = MAX_ROW_BYTES
+                 ) -> tuple[list[RatingsRecord] | list[RatingRecord], ReadReport]:
     """Ratings from a file or Dataset: :class:`RatingsRecord` rows (``prompt``, ``completions``,
     ``ratings``) or :class:`RatingRecord` rows (``prompt``, ``completion``, ``rating``).
 
@@ -296,11 +306,13 @@ def read_ratings(data: Any, *, scale: Scale | None = None, integer: bool = False
         integer: ratings must be whole numbers (ordinal models need classes).
         skip_invalid: drop invalid rows (listed in ``report.skipped``) instead of raising.
         dedupe: drop exact repeats of an earlier row (counted) instead of treating them as errors.
+        max_row_bytes: a longer row is invalid and never parsed (``data.max_row_bytes``).
 
     Raises:
         InputError: the file cannot be used; ``InvalidRowsError`` when rows are invalid.
     """
-    return finish(*scan_ratings(data, scale=scale, integer=integer, skip_invalid=skip_invalid, dedupe=dedupe))
+    return finish(*scan_ratings(data, scale=scale, integer=integer, skip_invalid=skip_invalid, dedupe=dedupe,
+                                max_row_bytes=max_row_bytes))
 
 
 def validate_ratings(data: Any, *, scale: Scale | None = None, integer: bool = False,

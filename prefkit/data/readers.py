@@ -71,6 +71,17 @@ def detect_kind(columns: Iterable[str]) -> Kind:
             f"unpaired preference data (TRL's prompt/completion/label, KTO-style; columns: {listed}) "
             "is not supported: prefkit reads pairs, ranked lists or prompts"
         )
+    if names & {"completions", "ratings", "rating"}:
+        raise FileContentError(
+            f"this is a ratings file (graded feedback; columns: {listed}), not pairs, lists or prompts: train an "
+            "ordinal reward model on it (`prefkit rm train --kind ordinal --scale LOW-HIGH`), or turn it into "
+            "pairs or lists first (`prefkit data binarize --data FILE --out PAIRS`)"
+        )
+    if "critique" in names:
+        raise FileContentError(
+            f"this is a critiques file (language feedback; columns: {listed}), not pairs, lists or prompts: "
+            "train on it with `prefkit train --method ilf` (refine -> select -> SFT)"
+        )
     if "prompt" in names:
         return "prompts"
     if names & {"text", "messages", "completion"}:

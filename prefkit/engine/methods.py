@@ -15,7 +15,8 @@ from typing import Any, Literal
 
 from prefkit.losses import LOSSES
 
-StepKind = Literal["sft", "pairwise", "listwise", "online"]
+StepKind = Literal["sft", "pairwise", "listwise", "online", "hindsight", "ilf", "genrm"]
+"""The run builder a method uses (``prefkit.engine.train.RUN_BUILDERS``)."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,27 @@ METHODS: dict[str, Method] = {
         "dpo",
         "RPO: DPO plus an NLL term on the chosen response (Pang et al. 2024, arXiv 2404.19733)",
         nll_weight=1.0,
+    ),
+    "coh": Method(
+        "coh",
+        "hindsight",
+        None,
+        "Chain of Hindsight (Liu et al. 2023, arXiv 2302.02676): SFT on feedback-conditioned sequences "
+        "of both responses, loss on the response fields only; sampled after the positive phrase",
+    ),
+    "ilf": Method(
+        "ilf",
+        "ilf",
+        None,
+        "ILF (Scheurer et al. 2023, arXiv 2303.16755): rounds of refine (N per critique) -> select "
+        "(does it incorporate the feedback?) -> SFT on the selected refinements",
+    ),
+    "genrm": Method(
+        "genrm",
+        "genrm",
+        None,
+        "Generative pairwise judge (Think-RM, arXiv 2505.16265; Pairwise-RL, arXiv 2504.04950): SFT of a "
+        "causal LM to answer which response is better, both orders; a judge (llm:DIR)",
     ),
 }
 

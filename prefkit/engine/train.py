@@ -13,6 +13,9 @@ from typing import Any
 from prefkit.config import RunConfig
 from prefkit.engine.data import TrainData
 from prefkit.engine.methods import StepKind, get_method
+from prefkit.engine.offline.genrm import run_genrm
+from prefkit.engine.offline.hindsight import run_hindsight
+from prefkit.engine.offline.ilf import run_ilf
 from prefkit.engine.offline.train import run_offline
 from prefkit.engine.online.train import run_online
 from prefkit.engine.run import RunSession, TrainResult
@@ -24,6 +27,9 @@ RUN_BUILDERS: dict[StepKind, Callable[..., TrainResult]] = {
     "pairwise": run_offline,
     "listwise": run_offline,
     "online": run_online,
+    "hindsight": run_hindsight,
+    "ilf": run_ilf,
+    "genrm": run_genrm,
 }
 
 

@@ -12,8 +12,8 @@ and ``scoring_functions/causal_response.py``; algorithms.md §11b), per round:
    "Does this new answer incorporate the feedback provided? Answer Yes or No.", averaged over the
    prompt templates of :data:`SELECT_TEMPLATES` (the paper ensembles 5), read from the backend's
    next-token log-probs; :func:`select` keeps the argmax per row;
-3. supervised fine-tuning on (prompt, selected refinement) — the training step comes with the
-   new engine (issue 12, part 2).
+3. supervised fine-tuning on (prompt, selected refinement) — ``prefkit train --method ilf``
+   (``prefkit.engine.offline.ilf``, ``ilf.refiner=llm:SPEC`` / ``ilf.selector=llm:SPEC``).
 
 The simulated world has rule-based counterparts with a known answer: ``prefkit.sim.critiques.
 refine`` (an imperfect refiner) and ``incorporation`` (the true fraction of issues fixed).

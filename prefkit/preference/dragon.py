@@ -26,9 +26,14 @@ attribution DRAGON uses for distribution rewards is not verified here [U]).
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 
 Embed = Callable[[list[str]], np.ndarray]
 
@@ -115,3 +120,64 @@ class ExemplarReward:
         full = frechet_distance(*gaussian_statistics(e), *self.statistics)
         return np.array([frechet_distance(*gaussian_statistics(np.delete(e, i, axis=0)), *self.statistics) - full
                          for i in range(e.shape[0])])
+
+
+def read_exemplars(path: str | os.PathLike[str]) -> list[str]:
+    """Exemplar texts from a file: JSONL rows with a ``text`` (or ``completion``) string, or a plain
+    text file with one exemplar per non-empty line; a bad row is an ``InputError`` naming its line."""
+    from prefkit.errors import InputError
+
+    source = Path(path)
+    try:
+        lines = source.read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        raise InputError(f"cannot read the exemplars: {err.strerror or err}", file=str(source)) from None
+    out: list[str] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        if source.suffix.lower() != ".jsonl":
+            out.append(line.strip())
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as err:
+            raise InputError(f"not a JSON object: {err}", file=str(source), line=number) from None
+        key = "text" if isinstance(row, dict) and "text" in row else "completion"
+        value = row.get(key) if isinstance(row, dict) else None
+        if not isinstance(value, str) or not value.strip():
+            raise InputError("an exemplar row needs a non-empty 'text' (or 'completion') string", file=str(source),
+                             line=number, field=key)
+        out.append(value)
+    if len(out) < 2:
+        raise InputError(f"an exemplar set needs at least 2 texts, found {len(out)}", file=str(source))
+    return out
+
+
+class ExemplarJudge:
+    """An exemplar reward as a scalar-reward judge (``online.judge=exemplars:FILE``): ``embed`` is
+    the instance reward ``cos(e(y), c)`` (the prompt is not read: a style is a property of the
+    output), ``prob(a, b) = sigmoid((r_a - r_b) / temperature)``; ``reward`` exposes the set
+    distance and the leave-one-out attribution (``--method dragon_fd``). ``kind = "exemplar"``:
+    the online engine treats it as a scalar reward model."""
+
+    kind = "exemplar"
+
+    def __init__(self, reward: ExemplarReward, *, temperature: float = 0.05, name: str = "exemplars") -> None:
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        self.reward, self.temperature, self.name = reward, float(temperature), name
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], *, embed: Embed | None = None, **kwargs: Any) -> ExemplarJudge:
+        return cls(ExemplarReward(read_exemplars(path), embed=embed), name=f"exemplars:{path}", **kwargs)
+
+    def embed(self, prompts: Sequence[Any], responses: Sequence[str]) -> torch.Tensor:
+        return torch.from_numpy(self.reward.instance_rewards(list(responses))).float()[:, None]
+
+    def prob_from_embeddings(self, e_a: torch.Tensor, e_b: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid((e_a[..., 0] - e_b[..., 0]) / self.temperature)
+
+    def prob(self, prompts: Sequence[Any], a: Sequence[str], b: Sequence[str]) -> torch.Tensor:
+        e = self.embed([*prompts, *prompts], [*a, *b])
+        return self.prob_from_embeddings(e[:len(a)], e[len(a):])

@@ -125,7 +125,18 @@ class LLMJudge:
     @classmethod
     def load(cls, path: str | Path, *, device: str = "auto", trust_remote_code: bool = False,
              batch_size: int = 8, **kwargs: Any) -> LLMJudge:
-        """A local Hugging Face causal LM directory as a judge."""
+        """A local Hugging Face causal LM directory as a judge. A judge trained by prefkit
+        (``prefkit train --method genrm``: its ``policy/`` or the run directory) carries
+        ``prefkit_judge.json`` and loads as the :class:`~prefkit.preference.generative.GenerativeJudge`
+        it was trained to be (its template, labels and rationale mode; ``kwargs`` override them)."""
+        from prefkit.preference.generative import JUDGE_FILE, GenerativeJudge
+
+        root = Path(path)
+        if not (root / JUDGE_FILE).is_file() and (root / "policy" / JUDGE_FILE).is_file():
+            root = root / "policy"
+        if cls is LLMJudge and (root / JUDGE_FILE).is_file():
+            return GenerativeJudge.from_directory(root, device=device, trust_remote_code=trust_remote_code,
+                                                  batch_size=batch_size, **kwargs)
         backend = HFBackend.load(path, device=device, trust_remote_code=trust_remote_code, batch_size=batch_size)
         return cls(backend, name=f"llm:{path}", batch_size=batch_size, **kwargs)
 

@@ -8,8 +8,9 @@ probabilities are the cumulative-logit model of ``prefkit.losses.ordinal``; the 
 Bradley-Terry compatible, ``P(a beats b) = sigmoid(r_a - r_b)``, so the model is a
 ``ScoringPreferenceModel`` usable everywhere a BT reward model is (``rm eval``, best-of-n, a judge).
 
-Training goes through the engine's preference-model step (``rm train --kind ordinal``, part 2 of
-issue 12): :func:`ordinal_batch_loss` is what that step computes per micro-batch.
+Training goes through the engine's preference-model step for ratings (``rm train --kind ordinal``,
+``prefkit.engine.preference.ordinal``): :func:`ordinal_batch_loss` is what that step computes per
+micro-batch.
 """
 
 from __future__ import annotations
@@ -102,7 +103,8 @@ def rating_classes(ratings: Sequence[float], *, low: int, levels: int) -> torch.
 
 
 def ordinal_batch_loss(model: OrdinalRewardModel, batch: Any, labels: torch.Tensor, *,
-                       variant: Variant = "likelihood") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                       variant: Variant = "likelihood", forward: Any = None
+                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The loss an ordinal preference step computes on one micro-batch.
 
     ``batch`` is ``model.backbone.collate(rows)`` of rows ``[prompt, completion]`` (one row per
@@ -110,9 +112,10 @@ def ordinal_batch_loss(model: OrdinalRewardModel, batch: Any, labels: torch.Tens
     classes ``[N]`` (:func:`rating_classes`). Returns the unreduced loss ``[N]`` (the engine
     normalises it over the optimizer step like every other step) and detached metrics:
     ``ordinal/accuracy`` (the most probable class is the label), ``ordinal/mae`` (mean absolute
-    error of the expected class) and ``ordinal/score`` (mean reward).
+    error of the expected class) and ``ordinal/score`` (mean reward). ``forward`` is the module
+    to call for the scores (a data-parallel wrapper of ``model``; default ``model.embed_train``).
     """
-    scores = model.embed_train(batch)[:, 0]
+    scores = (forward or model.embed_train)(batch)[:, 0]
     thresholds = model.head.thresholds()
     loss = ordinal(scores, thresholds.to(scores.dtype), labels.to(scores.device), variant=variant)
     with torch.no_grad():

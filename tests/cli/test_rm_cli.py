@@ -163,3 +163,21 @@ def test_reward_model_on_the_pretrained_minilm_encoder(tmp_path, capsys, sim_fil
     assert (manifest["backbone"], manifest["pooling"], manifest["hidden_size"]) == ("encoder", "mean", 384)
     result = run_json(capsys, ["rm", "eval", "--model", str(out), "--data", small, "--json", "--device", "cpu"])
     assert result["n"] == 24 and 0.0 <= result["accuracy"] <= 1.0
+
+
+def test_an_ordinal_model_trains_on_exported_ratings_and_evals_on_ratings(tmp_path, capsys):
+    ratings, held_out = tmp_path / "ratings.jsonl", tmp_path / "held_out.jsonl"
+    assert main(["sim", "export", "--world", "transitive", "--kind", "ratings", "--n", "60", "--completions", "3",
+                 "--out", str(ratings)]) == 0
+    assert main(["sim", "export", "--world", "transitive", "--kind", "ratings", "--n", "20", "--completions", "3",
+                 "--split", "eval", "--out", str(held_out)]) == 0
+    capsys.readouterr()
+    out = tmp_path / "run"
+    metrics = run_json(capsys, ["rm", "train", "--kind", "ordinal", "--scale", "1-5", "--data", str(ratings),
+                                "--eval-data", str(held_out), "--out", str(out), "--json", "train.steps=10", *TINY])
+    assert metrics["kind"] == "ordinal" and metrics["rated_completions"] == 180 and "eval/pair_accuracy" in metrics
+    result = run_json(capsys, ["rm", "eval", "--model", str(out), "--data", str(held_out), "--json"])
+    assert result["kind"] == "ordinal" and result["n"] == result["pairs_from_ratings"]["pairs"] > 0
+    assert 0.0 <= result["rating_accuracy"] <= 1.0 and result["rating_mae"] >= 0.0
+    assert main(["rm", "train", "--kind", "ordinal", "--data", str(ratings), "--out", str(tmp_path / "x")]) == 2
+    assert "rm.scale" in capsys.readouterr().err

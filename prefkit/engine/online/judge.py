@@ -30,6 +30,9 @@ from prefkit.preference import (
     checked_probabilities,
 )
 
+SCALAR_REWARD_KINDS = frozenset({"bt", "ordinal", "exemplar"})
+"""Model kinds whose 1-dimensional embedding is a scalar reward (``P(a beats b) = sigmoid(r_a - r_b)``)."""
+
 LOGIT_CLIP = 1e-6
 """Probabilities are clipped to [eps, 1 - eps] before taking log-odds (GPO's scores)."""
 
@@ -58,12 +61,14 @@ class OnlineJudge:
 
     @property
     def has_scalar_reward(self) -> bool:
-        """A scoring model with a 1-dimensional embedding is a (Bradley-Terry) reward model."""
+        """A scoring model with a 1-dimensional embedding is a (Bradley-Terry) reward model: ``bt``,
+        an ordinal reward model (``ordinal``: its score is BT-compatible) or an exemplar reward
+        (``exemplar``, DRAGON)."""
         if not isinstance(self.model, ScoringPreferenceModel):
             return False
         kind = getattr(self.model, "kind", None)  # prefkit.preference's neural models say what they are
         if isinstance(kind, str) and kind:
-            return kind == "bt"
+            return kind in SCALAR_REWARD_KINDS
         size = getattr(getattr(self.model, "head", None), "embedding_size", None)
         return size in (None, 1)
 
@@ -189,6 +194,7 @@ def log_odds(matrix: torch.Tensor) -> torch.Tensor:
 
 def resolve_judge(cfg: RunConfig, world: Any | None) -> tuple[PreferenceModel, str]:
     """The judge named by ``online.judge``: ``world``, ``world-truth``, a preference-model directory,
+    ``exemplars:FILE`` (DRAGON's exemplar reward, ``prefkit.preference.dragon.ExemplarJudge``),
     ``llm:SPEC``, a language model asked which response is better, or ``rubric:FILE``, one asked
     with a rubric (``prefkit.preference.llm_judge.language_judge``; ``online.judge_labels`` and
     ``online.judge_template`` go to it)."""
@@ -202,6 +208,11 @@ def resolve_judge(cfg: RunConfig, world: Any | None) -> tuple[PreferenceModel, s
         kind = "annotators" if spec == "world" else "truth"
         judge = WorldJudge(world, kind=kind, seed=cfg.seed + 11)
         return judge, judge.name
+    if spec.startswith("exemplars:"):
+        from prefkit.preference.dragon import ExemplarJudge
+
+        exemplar_judge = ExemplarJudge.from_file(spec[len("exemplars:"):])
+        return exemplar_judge, exemplar_judge.name
     if spec.startswith(("llm:", "rubric:")):
         from prefkit.preference.llm_judge import language_judge
 

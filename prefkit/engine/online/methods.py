@@ -109,7 +109,19 @@ ONLINE_METHODS: tuple[Method, ...] = (
             _recipe("rollout", 1, on_policy=True, needs_reward=True)),
 )
 
-for _method in ONLINE_METHODS:
+FEEDBACK_ONLINE_METHODS: tuple[Method, ...] = (
+    _online("dragon", "dpo",
+            "DRAGON (Bai et al. 2025, arXiv 2504.15217): 4 on-policy samples per prompt scored by an instance "
+            "reward (online.judge=exemplars:FILE or a reward model), split at the step's median into positive "
+            "and negative sets, DPO on their pairs",
+            _recipe("dragon", 4, needs_reward=True)),
+    _online("dragon_fd", "dpo",
+            "DRAGON with a distribution reward (arXiv 2504.15217): each sample's leave-one-out contribution "
+            "to the Frechet distance of the step's samples to an exemplar set, split and DPO as dragon",
+            _recipe("dragon_fd", 4, needs_reward=True)),
+)
+
+for _method in (*ONLINE_METHODS, *FEEDBACK_ONLINE_METHODS):
     register_method(_method)
 
 

@@ -20,6 +20,7 @@ signal), a best-vs-worst tie, a group whose rewards do not vary.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -256,6 +257,85 @@ def build_grao(ctx: BuildContext, prompts: Sequence[Text], seed: int) -> Rows:
     return rows
 
 
+def dragon_split(rewards: Sequence[torch.Tensor]) -> list[list[tuple[int, int]]]:
+    """DRAGON's positive and negative sets (Bai et al. 2025, arXiv 2504.15217): samples whose reward
+    is above the median ``m`` of the whole step's samples are positive, below it negative; samples at
+    ``m`` are in neither, unless one side is empty over the whole step (a reward with many ties: the
+    median is its lowest or highest value), when they join that side. Within each prompt the best
+    positive is paired with the worst negative, the second best with the second worst, and so on,
+    keeping only pairs whose rewards differ. ``[(positive, negative), ...]`` per prompt."""
+    if not rewards:
+        return []
+    values = torch.cat([r.float() for r in rewards])
+    median = float(values.median())
+    above, below = bool((values > median).any()), bool((values < median).any())
+    out = []
+    for r in rewards:
+        r = r.float()
+        positive = [i for i in range(len(r)) if r[i] > median or (not above and r[i] == median)]
+        negative = [i for i in range(len(r)) if r[i] < median or (not below and r[i] == median)]
+        positive.sort(key=lambda i: -float(r[i]))
+        negative.sort(key=lambda i: float(r[i]))
+        out.append([(i, j) for i, j in zip(positive, negative) if r[i] > r[j]])
+    return out
+
+
+def _dragon_rows(ctx: BuildContext, prompts: Sequence[Text], cands: list[Candidates],
+                 rewards: list[torch.Tensor], set_distance: float) -> Rows:
+    rows = Rows(slots=2, prompts=len(prompts))
+    for g, (c, r, pairs) in enumerate(zip(cands, rewards, dragon_split(rewards))):
+        if not pairs:
+            ctx.skipped["one_sided"] += 1
+            continue
+        for i, j in pairs:
+            rows.add(g, c.prompt_ids, [c.ids[i], c.ids[j]], label=1.0, ref_1=c.ref[i], ref_2=c.ref[j],
+                     reward_1=float(r[i]), reward_2=float(r[j]), set_distance=set_distance)
+    return rows
+
+
+def _set_distance(ctx: BuildContext, cands: Sequence[Candidates]) -> float:
+    """The Fréchet distance of the step's samples to the exemplars (NaN without an exemplar judge)."""
+    reward = getattr(ctx.judge.model, "reward", None)
+    texts = [t for c in cands for t in c.texts]
+    if reward is None or not hasattr(reward, "set_distance") or len(texts) < 2:
+        return float("nan")
+    return float(reward.set_distance(texts))
+
+
+def build_dragon(ctx: BuildContext, prompts: Sequence[Text], seed: int) -> Rows:
+    """DRAGON with an instance reward: K on-policy samples per prompt scored by the judge's scalar
+    reward (an exemplar judge's similarity to the exemplar centroid, or any reward model), split
+    into positive and negative sets (:func:`dragon_split`), a DPO-style contrastive update on the
+    (positive, negative) pairs against the reference."""
+    cands = ctx.draw(prompts, ctx.recipe.samples_per_prompt, seed)
+    ctx.fill_reference(cands)
+    return _dragon_rows(ctx, prompts, cands, ctx.scores(cands), _set_distance(ctx, cands))
+
+
+def build_dragon_fd(ctx: BuildContext, prompts: Sequence[Text], seed: int) -> Rows:
+    """DRAGON with a distribution-to-distribution reward: each sample's leave-one-out contribution to
+    the Fréchet distance between the step's samples and the exemplars (``FD(Y without y) - FD(Y)``,
+    ``prefkit.preference.dragon.ExemplarReward.leave_one_out``; positive: y brings the set closer),
+    then the same split and update as :func:`build_dragon`."""
+    reward = getattr(ctx.judge.model, "reward", None)
+    if reward is None or not hasattr(reward, "leave_one_out"):
+        raise ValueError(f"dragon_fd scores the set of samples against an exemplar set: give online.judge="
+                         f"exemplars:FILE, not {ctx.judge.name!r}")
+    cands = ctx.draw(prompts, ctx.recipe.samples_per_prompt, seed)
+    ctx.fill_reference(cands)
+    texts = [t for c in cands for t in c.texts]
+    began = time.perf_counter()
+    contribution = torch.from_numpy(reward.leave_one_out(texts)).float()
+    distance = float(reward.set_distance(texts))
+    ctx.judge.seconds += time.perf_counter() - began
+    ctx.judge.reward_evals += len(texts)
+    rewards, at = [], 0
+    for c in cands:
+        rewards.append(contribution[at:at + len(c.texts)])
+        at += len(c.texts)
+    return _dragon_rows(ctx, prompts, cands, rewards, distance)
+
+
 # ------------------------------------------------------------------------------------ losses
 
 @dataclass
@@ -286,6 +366,15 @@ def pairwise_loss(loss: ResolvedLoss, f: Forward) -> LossResult:
     sign = 2 * v["label"] - 1
     return per_row, {"rewards/margins": loss.beta * margin * sign, "rewards/accuracies": (margin * sign > 0).float(),
                      "kl": 0.5 * (hc + hr).detach()}
+
+
+def dragon_loss(loss: ResolvedLoss, f: Forward) -> LossResult:
+    per_row, metrics = pairwise_loss(loss, f)
+    v = f.values
+    metrics.update({"dragon/reward_positive": v["reward_1"], "dragon/reward_negative": v["reward_2"]})
+    if bool(torch.isfinite(v["set_distance"]).all()):
+        metrics["dragon/set_distance"] = v["set_distance"]
+    return per_row, metrics
 
 
 def dno_loss(loss: ResolvedLoss, f: Forward) -> LossResult:
@@ -387,6 +476,12 @@ def scored_cost(recipe: Recipe, online: OnlineConfig, reward_model: bool) -> tup
     return (0, k) if reward_model else (_all_pairs(k), 0)
 
 
+def reward_per_sample_cost(recipe: Recipe, online: OnlineConfig, reward_model: bool) -> tuple[int, int]:
+    """One reward evaluation per sample (DRAGON's rewards), or all pairs under ``online.reward=win_rate``."""
+    k = recipe.samples_per_prompt
+    return (0, k) if reward_model else (_all_pairs(k), 0)
+
+
 def grao_cost(recipe: Recipe, online: OnlineConfig, reward_model: bool) -> tuple[int, int]:
     k = recipe.samples_per_prompt
     return (0, k + 1) if reward_model else ((k + 1) * k // 2, 0)
@@ -458,6 +553,12 @@ OBJECTIVES: dict[str, OnlineObjective] = {
                                values=("reward",), fixed_reference=True, finish=finish_rollout, token_level=True),
     "anchored": OnlineObjective("anchored", build_anchored, None, anchored_cost, slots=1, min_samples=1,
                                 values=("reward",), fixed_reference=True, finish=finish_rollout, token_level=True),
+    "dragon": OnlineObjective("dragon", build_dragon, dragon_loss, reward_per_sample_cost,
+                              values=("label", "ref_1", "ref_2", "reward_1", "reward_2", "set_distance"),
+                              fills=("chosen_lengths", "rejected_lengths"), fixed_reference=True),
+    "dragon_fd": OnlineObjective("dragon_fd", build_dragon_fd, dragon_loss, reward_per_sample_cost, min_samples=2,
+                                 values=("label", "ref_1", "ref_2", "reward_1", "reward_2", "set_distance"),
+                                 fills=("chosen_lengths", "rejected_lengths"), fixed_reference=True),
 }
 
 

@@ -13,6 +13,7 @@ import torch
 
 from prefkit._atomic import atomic_directory, atomic_write_text
 from prefkit.config import RunConfig
+from prefkit.config.schema import rating_scale
 from prefkit.data.records import PairRecord
 from prefkit.engine.models import lora_summary, prepare_for_training
 from prefkit.engine.preference.data import PairData, pair_data, read_strength_column
@@ -67,11 +68,12 @@ def fit(
                      result.state.wall_s)
 
 
-def build_preference_model(cfg: RunConfig, records: Sequence[PairRecord], device: torch.device) -> NeuralPreferenceModel:
+def build_preference_model(cfg: RunConfig, records: Sequence[PairRecord], device: torch.device, *,
+                           texts: Sequence[str] | None = None) -> NeuralPreferenceModel:
     """``cfg.model`` (``tiny`` or a local Hugging Face directory) with the ``cfg.rm`` head.
 
-    The tiny preset's tokenizer is fitted on the records' texts; weights (backbone and head)
-    are initialised from ``cfg.seed``.
+    The tiny preset's tokenizer is fitted on the records' texts (or on ``texts`` when given: the
+    ordinal model's ratings); weights (backbone and head) are initialised from ``cfg.seed``.
     """
     rm = cfg.rm
     if cfg.lora.enabled and rm.freeze_backbone:
@@ -82,10 +84,11 @@ def build_preference_model(cfg: RunConfig, records: Sequence[PairRecord], device
         if quantization is not None:
             raise InputError("lora.quantize loads a checkpoint directory quantized, and the tiny preset is built "
                              "in memory: give --model DIR, or lora.quantize=none", field="lora.quantize")
-        texts: list[str] = []
-        for r in records:
-            for value in (r.prompt, r.chosen, r.rejected):
-                texts.extend([value] if isinstance(value, str) else [m["content"] for m in value])
+        if texts is None:
+            texts = []
+            for r in records:
+                for value in (r.prompt, r.chosen, r.rejected):
+                    texts.extend([value] if isinstance(value, str) else [m["content"] for m in value])
         backbone = tiny_backbone(texts, cfg.tiny, seed=cfg.seed, pooling=rm.pooling, max_length=cfg.train.max_length,
                                  device=device)
     else:
@@ -101,8 +104,12 @@ def build_preference_model(cfg: RunConfig, records: Sequence[PairRecord], device
     prepare_for_training(cfg, backbone.model)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
+        levels = 5
+        if rm.kind == "ordinal":
+            low, high = rating_scale(rm.scale or "")
+            levels = high - low + 1
         head = build_head(rm.kind, backbone.hidden_size, dim=rm.dim, tau=rm.tau, normalize=rm.normalize,
-                          eigenvalues=rm.eigenvalues, dropout=rm.dropout)
+                          eigenvalues=rm.eigenvalues, dropout=rm.dropout, levels=levels)
     if quantization is not None:  # the quantized backbone is already placed (bitsandbytes weights are not moved)
         return build_model(rm.kind, backbone, head.to(device))
     return build_model(rm.kind, backbone, head).to(device)
@@ -151,6 +158,14 @@ def train_preference_model(
     from prefkit.preference.evaluation import evaluate_pairs
     from prefkit.preference.io import save_preference_model
 
+    if cfg.rm.kind == "ordinal":
+        if records is not None or eval_records is not None:
+            raise ValueError("rm.kind=ordinal trains on ratings: call prefkit.engine.preference.ordinal."
+                             "train_ordinal_model(cfg, ratings=...), or give the ratings file as data.path")
+        from prefkit.engine.preference.ordinal import train_ordinal_model
+
+        return train_ordinal_model(cfg, resume=resume, progress=progress, save=save,
+                                   allow_config_change=allow_config_change)
     session = RunSession.start(cfg, resume=resume, allow_config_change=allow_config_change)
     try:
         report = None
