@@ -1,4 +1,5 @@
-"""Heads on a pooled hidden state: a scalar reward, a GPM embedding, or a pairwise logit.
+"""Heads on a pooled hidden state: a scalar reward, a GPM embedding, a pairwise logit, or an
+ordinal score with ordered thresholds.
 
 Each head maps ``[N, H]`` to an embedding and knows how to turn two embeddings into the logit
 of ``P(a beats b)``; the skew-symmetry ``logit(a, b) = -logit(b, a)`` holds exactly for the
@@ -142,6 +143,46 @@ class PairHead(nn.Module):
         return {}
 
 
+MIN_GAP = 1e-3
+"""Smallest distance between consecutive thresholds."""
+
+
+class OrdinalHead(nn.Module):
+    """Score ``r = w^T h`` and ``levels - 1`` ordered thresholds; ``logit(a, b) = r_a - r_b``."""
+
+    kind = "ordinal"
+
+    def __init__(self, hidden_size: int, *, levels: int = 5, dropout: float = 0.0) -> None:
+        super().__init__()
+        if not isinstance(levels, int) or levels < 2:
+            raise ValueError(f"an ordinal head needs at least 2 levels, got {levels!r}")
+        self.levels = levels
+        self.dropout = nn.Dropout(dropout)
+        self.linear = nn.Linear(hidden_size, 1, bias=False)
+        spacing = 4.0 / max(levels - 1, 1)  # initial thresholds spread over [-2, 2]
+        self.first = nn.Parameter(torch.tensor(-2.0 if levels > 2 else 0.0))
+        inverse_softplus = float(torch.log(torch.expm1(torch.tensor(spacing - MIN_GAP))))
+        self.increments = nn.Parameter(torch.full((levels - 2,), inverse_softplus))
+
+    @property
+    def embedding_size(self) -> int:
+        return 1
+
+    def thresholds(self) -> torch.Tensor:
+        """``[levels - 1]`` strictly increasing thresholds."""
+        steps = F.softplus(self.increments) + MIN_GAP
+        return torch.cat([self.first.reshape(1), self.first + torch.cumsum(steps, 0)])
+
+    def forward(self, hidden: torch.Tensor, prompt: torch.Tensor | None = None) -> torch.Tensor:
+        return self.linear(self.dropout(hidden))
+
+    def logits(self, e_a: torch.Tensor, e_b: torch.Tensor) -> torch.Tensor:
+        return e_a[..., 0] - e_b[..., 0]
+
+    def config(self) -> dict:
+        return {"dim": 1, "levels": self.levels}
+
+
 def build_head(kind: str, hidden_size: int, *, dim: int = 2, tau: float = 0.1, normalize: bool = False,
                eigenvalues: str = "ones", dropout: float = 0.0, levels: int = 5) -> nn.Module:
     if kind == "bt":
@@ -151,9 +192,5 @@ def build_head(kind: str, hidden_size: int, *, dim: int = 2, tau: float = 0.1, n
     if kind == "pairpm":
         return PairHead(hidden_size, dropout=dropout)
     if kind == "ordinal":
-        from prefkit.preference.ordinal import (
-            OrdinalHead,  # ordinal builds on models, which imports heads
-        )
-
         return OrdinalHead(hidden_size, levels=levels, dropout=dropout)
     raise ValueError(f"unknown preference model kind {kind!r} (known: bt, gpm, pairpm, ordinal)")

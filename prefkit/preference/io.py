@@ -29,7 +29,7 @@ from prefkit._atomic import atomic_directory
 from prefkit.errors import InputError
 from prefkit.preference.backbone import TextBackbone, load_backbone
 from prefkit.preference.heads import build_head
-from prefkit.preference.models import MODEL_CLASSES, _NeuralModel, build_model
+from prefkit.preference.models import MODEL_CLASSES, NeuralPreferenceModel, build_model
 
 MANIFEST = "preference_model.json"
 HEAD_WEIGHTS = "head.safetensors"
@@ -37,7 +37,7 @@ FORMAT = "prefkit.preference_model"
 VERSION = 1
 
 
-def save_preference_model(model: _NeuralModel, directory: str | os.PathLike[str], *,
+def save_preference_model(model: NeuralPreferenceModel, directory: str | os.PathLike[str], *,
                           extra: dict[str, Any] | None = None) -> Path:
     """Write ``model`` into ``directory`` atomically (a temporary sibling renamed into place)."""
     from prefkit import __version__
@@ -88,7 +88,7 @@ def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:
     return manifest
 
 
-def load_preference_model(directory: str | os.PathLike[str], *, device: str | torch.device = "auto") -> _NeuralModel:
+def load_preference_model(directory: str | os.PathLike[str], *, device: str | torch.device = "auto") -> NeuralPreferenceModel:
     """Load a saved preference model (a model directory or a ``prefkit rm train`` run directory),
     in eval mode on ``device`` (``auto``: CUDA when available)."""
     from prefkit.policy import resolve_device

@@ -187,8 +187,6 @@ class PairwisePreferenceModel(NeuralPreferenceModel):
         return torch.sigmoid(self.debiased_logit(*self.ordered_logits(prompts, a, b, batch_size=batch_size))).float()
 
 
-_NeuralModel = NeuralPreferenceModel  # the former name, for existing imports
-
 MODEL_CLASSES: dict[str, type[NeuralPreferenceModel]] = {
     "bt": RewardModel,
     "gpm": GeneralPreferenceModel,

@@ -1,6 +1,7 @@
 """The ordinal reward model: a scalar reward plus ordered thresholds, fitted to graded labels.
 
-``OrdinalHead`` maps the pooled state to a score ``r(x, y)`` (no bias: the thresholds carry the
+``OrdinalHead`` (defined in ``prefkit.preference.heads`` with the other heads, re-exported here)
+maps the pooled state to a score ``r(x, y)`` (no bias: the thresholds carry the
 offset) and holds ``L - 1`` strictly increasing thresholds ``theta_0 = b``,
 ``theta_j = theta_{j-1} + softplus(d_j) + MIN_GAP`` (so any parameter values are strictly ordered,
 also in float32). The class
@@ -19,51 +20,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from prefkit.data.records import Text
 from prefkit.losses.ordinal import Variant, ordinal, ordinal_probabilities
+from prefkit.preference.heads import MIN_GAP, OrdinalHead
 from prefkit.preference.models import MODEL_CLASSES, EmbeddingPreferenceModel
 
-MIN_GAP = 1e-3
-"""Smallest distance between consecutive thresholds."""
-
-
-class OrdinalHead(nn.Module):
-    """Score ``r = w^T h`` and ``levels - 1`` ordered thresholds; ``logit(a, b) = r_a - r_b``."""
-
-    kind = "ordinal"
-
-    def __init__(self, hidden_size: int, *, levels: int = 5, dropout: float = 0.0) -> None:
-        super().__init__()
-        if not isinstance(levels, int) or levels < 2:
-            raise ValueError(f"an ordinal head needs at least 2 levels, got {levels!r}")
-        self.levels = levels
-        self.dropout = nn.Dropout(dropout)
-        self.linear = nn.Linear(hidden_size, 1, bias=False)
-        spacing = 4.0 / max(levels - 1, 1)  # initial thresholds spread over [-2, 2]
-        self.first = nn.Parameter(torch.tensor(-2.0 if levels > 2 else 0.0))
-        inverse_softplus = float(torch.log(torch.expm1(torch.tensor(spacing - MIN_GAP))))
-        self.increments = nn.Parameter(torch.full((levels - 2,), inverse_softplus))
-
-    @property
-    def embedding_size(self) -> int:
-        return 1
-
-    def thresholds(self) -> torch.Tensor:
-        """``[levels - 1]`` strictly increasing thresholds."""
-        steps = F.softplus(self.increments) + MIN_GAP
-        return torch.cat([self.first.reshape(1), self.first + torch.cumsum(steps, 0)])
-
-    def forward(self, hidden: torch.Tensor, prompt: torch.Tensor | None = None) -> torch.Tensor:
-        return self.linear(self.dropout(hidden))
-
-    def logits(self, e_a: torch.Tensor, e_b: torch.Tensor) -> torch.Tensor:
-        return e_a[..., 0] - e_b[..., 0]
-
-    def config(self) -> dict:
-        return {"dim": 1, "levels": self.levels}
+__all__ = ["MIN_GAP", "OrdinalHead", "OrdinalRewardModel", "ordinal_batch_loss", "rating_classes"]
 
 
 class OrdinalRewardModel(EmbeddingPreferenceModel):
