@@ -8,8 +8,10 @@ policy's own backbone is the cheaper alternative):
   gives the response log-probs and the values (:meth:`SharedCritic.logps_and_values`); only the
   head's parameters are new.
 - :class:`SeparateCritic`: its own base transformer (no LM head) plus the head, built from the
-  policy (a copy), from any causal-LM checkpoint, or from a Bradley-Terry reward model directory
-  (backbone and head weights both taken over).
+  policy (a copy) or from any causal-LM checkpoint. Starting it from a Bradley-Terry reward model
+  directory (backbone and head weights both taken over) reads a preference model, so it lives
+  with its user, the online engine: ``prefkit.engine.online.critic.critic_from_reward_model``
+  (``prefkit.policy`` does not depend on ``prefkit.preference``).
 
 Values are aligned with ``batch.input_ids`` like :func:`prefkit.policy.token_logps`: entry
 ``[i, t]`` is ``V(x, y_<t)``, read from the hidden state at position ``t − 1`` (the state in
@@ -254,55 +256,8 @@ class SeparateCritic(nn.Module):
     ) -> SeparateCritic:
         """The base transformer of a local Hugging Face checkpoint (a causal LM directory) with a
         fresh head; safetensors weights only, no remote code."""
-        return cls(_load_base(Path(path), device), tokenizer=_load_tokenizer(Path(path)))
-
-    @classmethod
-    def from_reward_model(
-        cls,
-        directory: str | os.PathLike[str],
-        *,
-        tokenizer: Any,
-        device: str | torch.device = "cpu",
-    ) -> SeparateCritic:
-        """Initialise from a Bradley-Terry reward model saved by ``prefkit rm train``: its causal
-        backbone and its scalar head's weight (InstructGPT and AlpacaFarm initialise the value
-        model from the reward model). Values are read on the policy's token ids, so the reward
-        model's tokenizer must have the policy's vocabulary (``tokenizer``)."""
-        from prefkit.preference.io import HEAD_WEIGHTS as RM_HEAD
-        from prefkit.preference.io import read_manifest, resolve_model_dir
-
-        root = resolve_model_dir(directory)
-        manifest = read_manifest(root)
-        if manifest["kind"] != "bt":
-            raise InputError(
-                f"a value model can start from a Bradley-Terry (scalar) reward model, not a "
-                f"{manifest['kind']!r} one; use SeparateCritic.from_pretrained for its backbone only",
-                file=str(root), field="kind",
-            )  # fmt: skip
-        if manifest.get("backbone") != "causal":
-            raise InputError(
-                "a value model needs a causal backbone (each position may only see the tokens "
-                f"before it); this reward model's is {manifest.get('backbone')!r}",
-                file=str(root), field="backbone",
-            )  # fmt: skip
-        own = _load_tokenizer(root)
-        if own is None or own.get_vocab() != tokenizer.get_vocab():
-            raise InputError(
-                "the reward model's tokenizer differs from the policy's; a value model reads the "
-                "policy's token ids, so it must share the policy's vocabulary",
-                file=str(root), field="tokenizer",
-            )  # fmt: skip
-        critic = cls(_load_base(root, device), tokenizer=own)
-        weights = load_file(root / RM_HEAD)
-        weight = weights.get("linear.weight")
-        if weight is None or tuple(weight.shape) != (1, critic.head.hidden_size):
-            raise InputError(
-                f"{RM_HEAD} has no scalar head weight of shape (1, {critic.head.hidden_size})",
-                file=str(root / RM_HEAD),
-            )
-        with torch.no_grad():
-            critic.head.linear.weight.copy_(weight)
-        return critic.to(device)
+        root = Path(path)
+        return cls(load_base_transformer(root, device), tokenizer=load_saved_tokenizer(root))
 
 
 def _backbone_values(base: nn.Module, head: ValueHead, batch: EncodedBatch) -> torch.Tensor:
@@ -312,7 +267,10 @@ def _backbone_values(base: nn.Module, head: ValueHead, batch: EncodedBatch) -> t
     return align_values(head(_last_hidden(output, type(base).__name__)), batch)
 
 
-def _load_base(path: Path, device: str | torch.device) -> nn.Module:
+def load_base_transformer(path: Path, device: str | torch.device) -> nn.Module:
+    """The base transformer (``AutoModel``, no LM head) of the local Hugging Face checkpoint in
+    ``path``, on ``device``: safetensors weights only, no remote code; an ``InputError`` naming
+    the directory when it is not one."""
     from transformers import AutoModel
 
     if not path.is_dir() or not (path / "config.json").is_file():
@@ -328,7 +286,8 @@ def _load_base(path: Path, device: str | torch.device) -> nn.Module:
     return model.to(device)
 
 
-def _load_tokenizer(path: Path) -> Any:
+def load_saved_tokenizer(path: Path) -> Any:
+    """The tokenizer saved in ``path`` (no remote code), or ``None`` when it holds none."""
     from transformers import AutoTokenizer
 
     if not any((path / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
@@ -397,7 +356,6 @@ def load_critic(
                              file=str(path), field="kind")  # fmt: skip
         return SharedCritic(policy_model, head).to(device)
     if kind == "separate":
-        return SeparateCritic(_load_base(root, device), head, tokenizer=_load_tokenizer(root)).to(
-            device
-        )
+        backbone = load_base_transformer(root, device)
+        return SeparateCritic(backbone, head, tokenizer=load_saved_tokenizer(root)).to(device)
     raise InputError(f"unknown critic kind {kind!r}", file=str(path), field="kind")

@@ -1,5 +1,5 @@
 """Value heads: alignment with the log-probs, shared vs separate, gradient flow, save/load
-round trips, initialisation from a Bradley-Terry reward model, bad models."""
+round trips, bad models. (Starting a critic from a reward model: tests/engine/test_online_critic.py.)"""
 
 from __future__ import annotations
 
@@ -124,45 +124,6 @@ def test_a_separate_critic_from_a_causal_lm_checkpoint(fresh, tmp_path):
     torch.testing.assert_close(
         critic.backbone.embed_tokens.weight, fresh.model.model.embed_tokens.weight
     )
-
-
-def make_reward_model(texts, kind="bt"):
-    from prefkit.preference import build_head, tiny_backbone
-    from prefkit.preference.models import build_model
-
-    backbone = tiny_backbone(texts, TINY, seed=0)
-    head = build_head(kind, backbone.hidden_size)
-    if kind == "bt":
-        randomised_linear = head.linear
-        with torch.no_grad():
-            randomised_linear.weight.copy_(torch.linspace(-1, 1, backbone.hidden_size)[None])
-    return build_model(kind, backbone, head)
-
-
-def test_a_separate_critic_initialised_from_a_bt_reward_model(fresh, tmp_path):
-    from prefkit.preference import save_preference_model
-
-    rm = make_reward_model(TEXTS)
-    save_preference_model(rm, tmp_path / "rm")
-    critic = SeparateCritic.from_reward_model(tmp_path / "rm", tokenizer=fresh.tokenizer)
-    torch.testing.assert_close(critic.head.linear.weight, rm.head.linear.weight)
-    assert float(critic.head.linear.bias.detach()) == 0.0
-    torch.testing.assert_close(
-        critic.backbone.embed_tokens.weight, rm.backbone.model.embed_tokens.weight
-    )
-    values = critic.values(batch(fresh))
-    assert values.abs().sum() > 0
-
-
-def test_a_reward_model_with_another_vocabulary_or_kind_is_refused(fresh, tmp_path):
-    from prefkit.preference import save_preference_model
-
-    save_preference_model(make_reward_model(["completely different words here"]), tmp_path / "rm")
-    with pytest.raises(InputError, match="tokenizer differs from the policy's"):
-        SeparateCritic.from_reward_model(tmp_path / "rm", tokenizer=fresh.tokenizer)
-    save_preference_model(make_reward_model(TEXTS, kind="gpm"), tmp_path / "gpm")
-    with pytest.raises(InputError, match=r"Bradley-Terry .* not a 'gpm' one"):
-        SeparateCritic.from_reward_model(tmp_path / "gpm", tokenizer=fresh.tokenizer)
 
 
 class LogitsOnly(nn.Module):

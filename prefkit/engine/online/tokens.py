@@ -41,6 +41,7 @@ from prefkit.config import LossConfig, OnlineConfig
 from prefkit.data.records import Text
 from prefkit.engine.methods import Method, Recipe
 from prefkit.engine.metrics import MetricSums
+from prefkit.engine.online.critic import critic_from_reward_model
 from prefkit.engine.online.rows import BuildContext, Rows
 from prefkit.errors import InputError
 from prefkit.losses import (
@@ -193,7 +194,7 @@ def build_critic(kind: str, policy: Policy, online: OnlineConfig, device: torch.
 
             root = Path(online.critic_model)
             if (root / MANIFEST).is_file() or (root / "model" / MANIFEST).is_file():
-                return SeparateCritic.from_reward_model(root, tokenizer=policy.tokenizer, device=device)
+                return critic_from_reward_model(root, tokenizer=policy.tokenizer, device=device)
             critic = SeparateCritic.from_pretrained(root, device=device)
             if critic.tokenizer is None or critic.tokenizer.get_vocab() != policy.tokenizer.get_vocab():
                 raise InputError("a critic reads the policy's token ids, so its checkpoint must carry the policy's "
