@@ -4,15 +4,21 @@ learning graded labels, save/load, a scalar judge, exact resume, bad input with 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import prefkit
 from prefkit.config import ConfigError, RunConfig, load
 from prefkit.data import read_pairs, read_prompts
 from prefkit.data.ratings import RatingRecord, RatingsRecord
 from prefkit.engine.online.judge import OnlineJudge
+from prefkit.engine.preference.kinds import KIND_RUNS, register_kind_run
 from prefkit.engine.preference.ordinal import (
     OrdinalShape,
     rating_data,
@@ -154,6 +160,27 @@ def test_a_pairs_file_for_an_ordinal_model_and_a_ratings_file_for_pairs_are_refu
     critiques = _write(tmp_path / "crit.jsonl", [{"prompt": "p", "completion": "y", "critique": "too long"}])
     with pytest.raises(InputError, match=r"critiques file.*--method ilf"):
         read_prompts(critiques)
+
+
+def test_train_preference_model_hands_ordinal_to_its_run_and_refuses_pairs_for_it(tmp_path):
+    assert KIND_RUNS["ordinal"].run is train_ordinal_model
+    with pytest.raises(ValueError, match=r"rm\.kind=ordinal trains on ratings: call prefkit\.engine\.preference\."
+                                         r"ordinal\.train_ordinal_model\(cfg, ratings=\.\.\.\), or give the "
+                                         r"ratings file as data\.path"):
+        train_preference_model(_cfg(tmp_path), records=[])
+    with pytest.raises(ValueError, match="already has a run"):
+        register_kind_run("ordinal", KIND_RUNS["ordinal"])
+
+
+def test_importing_the_pairwise_trainer_alone_registers_the_ordinal_run():
+    """``train.py`` reaches ``ordinal`` only through ``kinds.KIND_RUNS``, which the package's
+    ``__init__`` fills: a fresh interpreter that imports nothing else still has it."""
+    code = ("from prefkit.engine.preference.train import train_preference_model\n"
+            "from prefkit.engine.preference.kinds import KIND_RUNS\n"
+            "print(sorted(KIND_RUNS), KIND_RUNS['ordinal'].run.__module__)")
+    env = {**os.environ, "PYTHONPATH": str(Path(prefkit.__file__).parents[1])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.split() == ["['ordinal']", "prefkit.engine.preference.ordinal"]
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -34,7 +34,9 @@ from prefkit.engine.data import batch_indices
 from prefkit.engine.metrics import MetricSums
 from prefkit.engine.models import lora_summary
 from prefkit.engine.offline.shapes import split
+from prefkit.engine.preference.kinds import KindRun, register_kind_run
 from prefkit.engine.preference.shape import LossHistory, collate
+from prefkit.engine.preference.train import build_preference_model
 from prefkit.engine.run import LossOutput, MicroBatch, RunSession, StepShape
 from prefkit.errors import InputError
 from prefkit.preference.backbone import TextBackbone
@@ -231,7 +233,6 @@ def train_ordinal_model(
     ``checkpoints/``, ``model/`` and ``training_dynamics.jsonl`` (each rated completion's mean loss)."""
     from prefkit.data import check_batch_size, read_options, read_pairs
     from prefkit.data.ratings import detect_feedback_kind, read_ratings
-    from prefkit.engine.preference.train import build_preference_model
     from prefkit.preference.evaluation import evaluate_pairs
     from prefkit.preference.io import save_preference_model
 
@@ -317,3 +318,7 @@ def train_ordinal_model(
     finally:
         session.close()
     return TrainedOrdinalModel(model, summary, fit.history, shape.losses, data)
+
+
+register_kind_run("ordinal", KindRun(train_ordinal_model, feedback="ratings",
+                                     call="prefkit.engine.preference.ordinal.train_ordinal_model(cfg, ratings=...)"))

@@ -17,6 +17,7 @@ from prefkit.config.schema import rating_scale
 from prefkit.data.records import PairRecord
 from prefkit.engine.models import lora_summary, prepare_for_training
 from prefkit.engine.preference.data import PairData, pair_data, read_strength_column
+from prefkit.engine.preference.kinds import KIND_RUNS
 from prefkit.engine.preference.shape import LossHistory, PreferenceShape
 from prefkit.engine.run import RunSession
 from prefkit.errors import InputError
@@ -158,14 +159,13 @@ def train_preference_model(
     from prefkit.preference.evaluation import evaluate_pairs
     from prefkit.preference.io import save_preference_model
 
-    if cfg.rm.kind == "ordinal":
+    if cfg.rm.kind in KIND_RUNS:  # ordinal: ratings
+        kind_run = KIND_RUNS[cfg.rm.kind]
         if records is not None or eval_records is not None:
-            raise ValueError("rm.kind=ordinal trains on ratings: call prefkit.engine.preference.ordinal."
-                             "train_ordinal_model(cfg, ratings=...), or give the ratings file as data.path")
-        from prefkit.engine.preference.ordinal import train_ordinal_model
-
-        return train_ordinal_model(cfg, resume=resume, progress=progress, save=save,
-                                   allow_config_change=allow_config_change)
+            raise ValueError(f"rm.kind={cfg.rm.kind} trains on {kind_run.feedback}: call {kind_run.call}, or give "
+                             f"the {kind_run.feedback} file as data.path")
+        return kind_run.run(cfg, resume=resume, progress=progress, save=save,
+                            allow_config_change=allow_config_change)
     session = RunSession.start(cfg, resume=resume, allow_config_change=allow_config_change)
     try:
         report = None
