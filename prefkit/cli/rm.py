@@ -153,7 +153,7 @@ def _eval(args: argparse.Namespace) -> int:
     if (args.judge_labels or args.judge_template) and not language:
         raise ValueError("--judge-labels and --judge-template apply to llm: and rubric: judges only")
     if language:
-        from prefkit.preference.llm_judge import language_judge
+        from prefkit.preference.judge_specs import language_judge
 
         model: Any = language_judge(args.model, labels=args.judge_labels, template=args.judge_template,
                                     device=args.device)

@@ -14,9 +14,11 @@ PPO (algorithms.md §17, §19). prefkit's version:
   answer {label}"`` (Think-RM's think-then-answer form); on the simulated world the rationale names
   each response's issues in the world's terms (its critic, ``prefkit.sim.critiques``). Ties are
   skipped (counted). The SFT itself is ``prefkit train --method genrm``.
-- **Use** (:class:`GenerativeJudge`): an :class:`~prefkit.preference.llm_judge.LLMJudge` over the
-  trained model (``online.judge=llm:DIR``, ``rm eval --model llm:DIR``: the run writes
-  ``prefkit_judge.json`` beside the weights and the loader reads it). Without a rationale
+- **Use** (:class:`GenerativeJudge`, defined in ``prefkit.preference.llm_judge`` beside the
+  :class:`~prefkit.preference.llm_judge.LLMJudge` whose loader builds it, re-exported here, as are
+  ``JUDGE_FILE`` and :func:`read_judge_file`): an ``LLMJudge`` over the trained model
+  (``online.judge=llm:DIR``, ``rm eval --model llm:DIR``: the run writes ``prefkit_judge.json``
+  beside the weights and the loader reads it). Without a rationale
   ``P(first)`` is the label's next-token probability after the prompt; with one, the model first
   writes its rationale greedily (up to the answer marker) and ``P(first)`` is read after
   ``rationale + " Final answer"``. Every pair is asked in both orders and averaged (LLMJudge), so
@@ -27,7 +29,6 @@ PPO (algorithms.md §17, §19). prefkit's version:
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,22 +39,37 @@ import numpy as np
 import torch
 
 from prefkit.data.records import PairRecord, Source, Text
-from prefkit.llm.base import ChatRequest, Messages
+from prefkit.llm.base import Messages
 from prefkit.preference.base import TIE
 from prefkit.preference.llm_judge import (
+    ANSWER_MARKER,
     DEFAULT_TEMPLATE,
+    JUDGE_FILE,
+    RATIONALE_TOKENS,
+    GenerativeJudge,
     LLMJudge,
     as_text,
     check_template,
     first_label_in,
+    read_judge_file,
 )
 
-JUDGE_FILE = "prefkit_judge.json"
-"""Written beside a trained generative judge's weights: its template, labels and rationale mode."""
-ANSWER_MARKER = "Final answer"
-"""Between a rationale and the label (plain words: every tokenizer keeps them as they are)."""
-RATIONALE_TOKENS = 192
-"""Tokens a judge may write for its rationale before the answer marker."""
+__all__ = [
+    "ANSWER_MARKER",
+    "JUDGE_FILE",
+    "RATIONALE_TOKENS",
+    "GenerativeJudge",
+    "JudgeExample",
+    "agreement_rewards",
+    "judge_examples",
+    "judge_messages",
+    "judge_report",
+    "judge_target",
+    "position_consistency",
+    "read_judge_file",
+    "world_rationale",
+    "write_judge_file",
+]
 
 
 @dataclass(frozen=True)
@@ -116,68 +132,6 @@ def write_judge_file(directory: str | os.PathLike[str], *, template: str, labels
 
     atomic_write_json(Path(directory) / JUDGE_FILE, {"format": "prefkit.judge", "version": 1, "template": template,
                                                      "labels": list(labels), "rationale": bool(rationale)})
-
-
-def read_judge_file(directory: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """A trained judge's settings (``None`` when the directory has none)."""
-    path = Path(directory) / JUDGE_FILE
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{path}: cannot read the judge settings: {err}") from None
-    labels = data.get("labels")
-    if data.get("format") != "prefkit.judge" or data.get("version") != 1 or not isinstance(data.get("template"), str) \
-            or not (isinstance(labels, list) and len(labels) == 2 and all(isinstance(x, str) for x in labels)):
-        raise ValueError(f"{path}: not a prefkit judge settings file (version 1 with template and two labels)")
-    check_template(data["template"], where=str(path))
-    return {"template": data["template"], "labels": (labels[0], labels[1]), "rationale": bool(data.get("rationale"))}
-
-
-class GenerativeJudge(LLMJudge):
-    """An :class:`LLMJudge` that may write a rationale before its answer (see the module doc)."""
-
-    kind = "genrm"
-
-    def __init__(self, backend: Any, *, rationale: bool = False, rationale_tokens: int = RATIONALE_TOKENS,
-                 **kwargs: Any) -> None:
-        super().__init__(backend, **kwargs)
-        self.rationale = rationale
-        self.rationale_tokens = rationale_tokens
-        if rationale and not hasattr(self.backend, "next_token_logprobs"):
-            raise ValueError("a judge with a rationale reads its answer after the rationale it wrote, which needs a "
-                             "local model (hf:DIR / llm:DIR), not an endpoint")
-        self.last_rationales: list[str] = []
-
-    @classmethod
-    def from_directory(cls, path: str | os.PathLike[str], *, device: str = "auto", trust_remote_code: bool = False,
-                       batch_size: int = 8, **overrides: Any) -> GenerativeJudge:
-        """A trained judge directory (``prefkit train --method genrm``'s ``policy/``)."""
-        from prefkit.llm.hf import HFBackend
-
-        settings = read_judge_file(path)
-        if settings is None:
-            raise ValueError(f"{path} has no {JUDGE_FILE}: not a judge trained by prefkit (use LLMJudge.load)")
-        backend = HFBackend.load(path, device=device, trust_remote_code=trust_remote_code, batch_size=batch_size)
-        kwargs = {"template": settings["template"], "labels": settings["labels"], **overrides}
-        return cls(backend, rationale=settings["rationale"], name=f"llm:{path}", batch_size=batch_size, **kwargs)
-
-    def first_label_prob(self, prompts: Sequence[Text], first: Sequence[Text], second: Sequence[Text]) -> torch.Tensor:
-        if not self.rationale:
-            return super().first_label_prob(prompts, first, second)
-        asks = [self.messages(p, x, y) for p, x, y in zip(prompts, first, second)]
-        if not asks:
-            return torch.zeros(0)
-        results = self.backend.chat([ChatRequest(messages=tuple(m), n=1, temperature=0.0,
-                                                 max_tokens=self.rationale_tokens, stop=(ANSWER_MARKER,)) for m in asks])
-        rationales = [r.texts[0].strip() for r in results]
-        self.last_rationales = rationales
-        texts = [f"{self.backend.render(m)} {why} {ANSWER_MARKER}".replace("  ", " ") for m, why in zip(asks, rationales)]
-        log_probs = self.backend.next_token_logprobs(texts)
-        ids = [self.backend.choice_token_ids(label) for label in self.labels]
-        scores = torch.stack([torch.logsumexp(log_probs[:, i], dim=-1) for i in ids], dim=-1).double()
-        return torch.softmax(scores, dim=-1)[:, 0].float()
 
 
 def position_consistency(judge: LLMJudge, prompts: Sequence[Text], a: Sequence[Text], b: Sequence[Text]) -> float:

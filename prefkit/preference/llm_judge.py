@@ -20,10 +20,17 @@ explicitly are used as given or refused with a clear error. The prompt is
 :data:`DEFAULT_TEMPLATE` (``template=``, ``online.judge_template``), a ``str.format`` template
 with ``{prompt}``, ``{first}``, ``{second}``, ``{first_label}`` and ``{second_label}``, sent as one
 user message (through the model's chat template when it has one).
+
+A judge trained by prefkit (``prefkit train --method genrm``) carries ``prefkit_judge.json``
+(:data:`JUDGE_FILE`) and loads as a :class:`GenerativeJudge`, which may write a rationale before
+its answer (``prefkit.preference.generative`` builds its training data). Which judge an
+``llm:``/``rubric:`` spec names is ``prefkit.preference.judge_specs.language_judge``.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -47,6 +54,12 @@ DEFAULT_LABELS = ("A", "B")
 LABEL_CANDIDATES: tuple[tuple[str, str], ...] = (("A", "B"), ("1", "2"), ("a", "b"), ("first", "second"),
                                                  ("one", "two"), ("Yes", "No"), ("yes", "no"))
 """Tried in order when the labels are not given and the tokenizer cannot tell ``A``/``B`` apart."""
+JUDGE_FILE = "prefkit_judge.json"
+"""Written beside a trained generative judge's weights: its template, labels and rationale mode."""
+ANSWER_MARKER = "Final answer"
+"""Between a rationale and the label (plain words: every tokenizer keeps them as they are)."""
+RATIONALE_TOKENS = 192
+"""Tokens a judge may write for its rationale before the answer marker."""
 
 
 def as_text(value: Text) -> str:
@@ -127,10 +140,8 @@ class LLMJudge:
              batch_size: int = 8, **kwargs: Any) -> LLMJudge:
         """A local Hugging Face causal LM directory as a judge. A judge trained by prefkit
         (``prefkit train --method genrm``: its ``policy/`` or the run directory) carries
-        ``prefkit_judge.json`` and loads as the :class:`~prefkit.preference.generative.GenerativeJudge`
+        ``prefkit_judge.json`` and loads as the :class:`GenerativeJudge`
         it was trained to be (its template, labels and rationale mode; ``kwargs`` override them)."""
-        from prefkit.preference.generative import JUDGE_FILE, GenerativeJudge
-
         root = Path(path)
         if not (root / JUDGE_FILE).is_file() and (root / "policy" / JUDGE_FILE).is_file():
             root = root / "policy"
@@ -244,6 +255,66 @@ class LLMJudge:
         return (0.5 * (a_first + 1.0 - b_first)).float()
 
 
+def read_judge_file(directory: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """A trained judge's settings (``None`` when the directory has none)."""
+    path = Path(directory) / JUDGE_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: cannot read the judge settings: {err}") from None
+    labels = data.get("labels")
+    if data.get("format") != "prefkit.judge" or data.get("version") != 1 or not isinstance(data.get("template"), str) \
+            or not (isinstance(labels, list) and len(labels) == 2 and all(isinstance(x, str) for x in labels)):
+        raise ValueError(f"{path}: not a prefkit judge settings file (version 1 with template and two labels)")
+    check_template(data["template"], where=str(path))
+    return {"template": data["template"], "labels": (labels[0], labels[1]), "rationale": bool(data.get("rationale"))}
+
+
+class GenerativeJudge(LLMJudge):
+    """An :class:`LLMJudge` that may write a rationale before its answer (see the module doc)."""
+
+    kind = "genrm"
+
+    def __init__(self, backend: Any, *, rationale: bool = False, rationale_tokens: int = RATIONALE_TOKENS,
+                 **kwargs: Any) -> None:
+        super().__init__(backend, **kwargs)
+        self.rationale = rationale
+        self.rationale_tokens = rationale_tokens
+        if rationale and not hasattr(self.backend, "next_token_logprobs"):
+            raise ValueError("a judge with a rationale reads its answer after the rationale it wrote, which needs a "
+                             "local model (hf:DIR / llm:DIR), not an endpoint")
+        self.last_rationales: list[str] = []
+
+    @classmethod
+    def from_directory(cls, path: str | os.PathLike[str], *, device: str = "auto", trust_remote_code: bool = False,
+                       batch_size: int = 8, **overrides: Any) -> GenerativeJudge:
+        """A trained judge directory (``prefkit train --method genrm``'s ``policy/``)."""
+        settings = read_judge_file(path)
+        if settings is None:
+            raise ValueError(f"{path} has no {JUDGE_FILE}: not a judge trained by prefkit (use LLMJudge.load)")
+        backend = HFBackend.load(path, device=device, trust_remote_code=trust_remote_code, batch_size=batch_size)
+        kwargs = {"template": settings["template"], "labels": settings["labels"], **overrides}
+        return cls(backend, rationale=settings["rationale"], name=f"llm:{path}", batch_size=batch_size, **kwargs)
+
+    def first_label_prob(self, prompts: Sequence[Text], first: Sequence[Text], second: Sequence[Text]) -> torch.Tensor:
+        if not self.rationale:
+            return super().first_label_prob(prompts, first, second)
+        asks = [self.messages(p, x, y) for p, x, y in zip(prompts, first, second)]
+        if not asks:
+            return torch.zeros(0)
+        results = self.backend.chat([ChatRequest(messages=tuple(m), n=1, temperature=0.0,
+                                                 max_tokens=self.rationale_tokens, stop=(ANSWER_MARKER,)) for m in asks])
+        rationales = [r.texts[0].strip() for r in results]
+        self.last_rationales = rationales
+        texts = [f"{self.backend.render(m)} {why} {ANSWER_MARKER}".replace("  ", " ") for m, why in zip(asks, rationales)]
+        log_probs = self.backend.next_token_logprobs(texts)
+        ids = [self.backend.choice_token_ids(label) for label in self.labels]
+        scores = torch.stack([torch.logsumexp(log_probs[:, i], dim=-1) for i in ids], dim=-1).double()
+        return torch.softmax(scores, dim=-1)[:, 0].float()
+
+
 def first_label_in(text: str, labels: Sequence[str]) -> int | None:
     """Index of the label that appears first in ``text`` as a whole word (``None``: neither)."""
     import re
@@ -254,24 +325,3 @@ def first_label_in(text: str, labels: Sequence[str]) -> int | None:
         if match and (best is None or match.start() < best[0]):
             best = (match.start(), k)
     return None if best is None else best[1]
-
-
-def language_judge(spec: str, *, labels: str | None = None, template: str | None = None, device: str = "auto",
-                   trust_remote_code: bool = False) -> Any:
-    """The judge an ``online.judge`` / ``rm eval --model`` spec names: ``llm:SPEC`` (an
-    :class:`LLMJudge`; ``SPEC`` as in :meth:`LLMJudge.from_spec`) or ``rubric:FILE`` (a
-    ``prefkit.preference.rubrics.RubricJudge`` from a rubric file). ``labels`` is ``"X,Y"``;
-    ``template`` a template file."""
-    kwargs: dict[str, Any] = {}
-    if labels is not None:
-        kwargs["labels"] = parse_labels(labels)
-    if template is not None:
-        kwargs["template"] = read_template(template, extra=("rubric",) if spec.startswith("rubric:") else ())
-    if spec.startswith("rubric:"):
-        from prefkit.preference.rubrics import RubricJudge
-
-        return RubricJudge.from_file(spec[len("rubric:"):], device=device, trust_remote_code=trust_remote_code,
-                                     **kwargs)
-    if not spec.startswith("llm:") or not spec[len("llm:"):]:
-        raise ValueError(f"a language judge is llm:SPEC or rubric:FILE, got {spec!r}")
-    return LLMJudge.from_spec(spec[len("llm:"):], device=device, trust_remote_code=trust_remote_code, **kwargs)

@@ -196,7 +196,7 @@ def resolve_judge(cfg: RunConfig, world: Any | None) -> tuple[PreferenceModel, s
     """The judge named by ``online.judge``: ``world``, ``world-truth``, a preference-model directory,
     ``exemplars:FILE`` (DRAGON's exemplar reward, ``prefkit.preference.dragon.ExemplarJudge``),
     ``llm:SPEC``, a language model asked which response is better, or ``rubric:FILE``, one asked
-    with a rubric (``prefkit.preference.llm_judge.language_judge``; ``online.judge_labels`` and
+    with a rubric (``prefkit.preference.judge_specs.language_judge``; ``online.judge_labels`` and
     ``online.judge_template`` go to it)."""
     spec = cfg.online.judge
     if spec in ("world", "world-truth"):
@@ -214,7 +214,7 @@ def resolve_judge(cfg: RunConfig, world: Any | None) -> tuple[PreferenceModel, s
         exemplar_judge = ExemplarJudge.from_file(spec[len("exemplars:"):])
         return exemplar_judge, exemplar_judge.name
     if spec.startswith(("llm:", "rubric:")):
-        from prefkit.preference.llm_judge import language_judge
+        from prefkit.preference.judge_specs import language_judge
 
         judge = language_judge(spec, labels=cfg.online.judge_labels, template=cfg.online.judge_template,
                                device=cfg.train.device, trust_remote_code=cfg.trust_remote_code)
