@@ -3,7 +3,7 @@
 ``LOSSES`` maps each name to a :class:`LossSpec` (the function and what it needs). Pairwise
 losses take ``chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps`` positionally
 (sequence log-prob sums ``[B]``) and ``beta`` by keyword; listwise losses take ``[B, K]``
-tensors and ``mask``. See ``docs/methods.md`` for the paper, equation and config of each.
+tensors and ``mask``; unpaired losses (KTO family) take ``logps, ref_logps, labels`` ``[B]``. See ``docs/methods.md`` for the paper, equation and config of each.
 
 Input checks: shapes and hyper-parameters are always checked; value checks (non-finite
 entries, empty rows, target sums) follow :func:`set_validation` (default ``"auto"``: on for CPU
@@ -13,7 +13,7 @@ tensors, off on accelerators to avoid device syncs).
 from __future__ import annotations
 
 from prefkit.losses._checks import get_validation, set_validation, validation
-from prefkit.losses._spec import LossSpec
+from prefkit.losses._spec import INPUTS, LossSpec
 from prefkit.losses.combine import combine, combined_spec
 from prefkit.losses.listwise import (
     adpo,
@@ -55,27 +55,36 @@ from prefkit.losses.pairwise import (
 )
 from prefkit.losses.registry import LOSSES
 from prefkit.losses.reward import bradley_terry, gpm, gpm_score, preference_strength
+from prefkit.losses.unpaired import apo_zero_unpaired, bco_unpaired, kto, kto_kl
+from prefkit.losses.variants import alphapo, cpo, f_divergence_scores, fdpo, ld_dpo, tpo, tpo_l, wpo
 
 __all__ = [
+    "INPUTS",
     "LOSSES",
     "LossSpec",
     "adpo",
     "adpo_pairwise_target",
     "adpo_targets_from_rewards",
+    "alphapo",
     "aot",
     "aot_unpaired",
     "apo_down",
     "apo_zero",
+    "apo_zero_unpaired",
     "bco_pair",
+    "bco_unpaired",
     "bradley_terry",
     "combine",
     "combined_spec",
+    "cpo",
     "discopop",
     "dno",
     "dpo",
     "dpo_norm",
     "dpo_pl",
     "exo_pair",
+    "f_divergence_scores",
+    "fdpo",
     "get_validation",
     "gpm",
     "gpm_score",
@@ -86,6 +95,9 @@ __all__ = [
     "ipo",
     "ipo_norm",
     "irpo",
+    "kto",
+    "kto_kl",
+    "ld_dpo",
     "lipo_lambda",
     "nash_md_pg",
     "nca_pair",
@@ -99,5 +111,8 @@ __all__ = [
     "sppo",
     "sppo_hard",
     "superhf",
+    "tpo",
+    "tpo_l",
     "validation",
+    "wpo",
 ]

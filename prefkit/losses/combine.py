@@ -57,8 +57,8 @@ def combine(
     Papers: RPO — Pang et al. 2024, "Iterative Reasoning Preference Optimization", arXiv
     2404.19733 (DPO + NLL normalised by length); MPO — Wang et al. 2024, "Enhancing the
     Reasoning Ability of Multimodal LLMs via Mixed Preference Optimization", arXiv 2411.10442
-    (weighted sigmoid + BCO + SFT). TRL's ``loss_type=[...]``, ``loss_weights`` and
-    ``rpo_alpha`` are the same idea.
+    (weighted sigmoid + BCO + SFT). TRL 1.16's ``loss_type=[...]`` with ``loss_weights``
+    (``"sft"`` for the NLL) is the same idea; its former ``rpo_alpha`` is gone in TRL 1.16.
 
     ``loss = Σ_name weights[name] · LOSSES[name].fn(...) + nll_weight · (−chosen_logps/|y_c|)``.
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from prefkit.losses import LOSSES, LossSpec
+from prefkit.losses import INPUTS, LOSSES, LossSpec
 
 D = torch.float64
 ARXIV = re.compile(r"arXiv \d{4}\.\d{4,5}")
@@ -25,7 +25,8 @@ def test_entry_is_documented_with_a_paper(name):
         f"{name}: docstring must name the paper and arXiv id"
     )
     assert ARXIV.search(spec.paper), f"{name}: spec.paper must cite an arXiv id"
-    assert spec.kind in ("pairwise", "listwise", "reward", "online")
+    assert spec.kind in ("pairwise", "listwise", "reward", "online", "unpaired")
+    assert set(spec.inputs) <= set(INPUTS)
     if spec.strength_arg is not None:
         assert spec.strength_arg in inspect.signature(spec.fn).parameters
         assert spec.strength_arg in spec.defaults, (
@@ -49,9 +50,9 @@ def test_pairwise_losses_take_four_tensors_positionally_and_beta_by_keyword(name
     assert beta.kind is inspect.Parameter.KEYWORD_ONLY
     g = torch.Generator().manual_seed(0)
     c, r, rc, rr = (torch.randn(3, generator=g, dtype=D) - 2 for _ in range(4))
-    extra = {}
+    extra = {name: torch.full((3,), 2.0 if name == "gold_lengths" else -0.5, dtype=D) for name in spec.inputs}
     if spec.needs_lengths:
-        extra = {"chosen_lengths": torch.ones(3), "rejected_lengths": torch.full((3,), 2.0)}
+        extra.update(chosen_lengths=torch.ones(3), rejected_lengths=torch.full((3,), 2.0))
     out = spec.fn(c, r, rc, rr, beta=0.5, **extra)
     assert out.shape == (3,) and out.dtype == D
     if not spec.needs_reference:
@@ -72,12 +73,39 @@ def test_listwise_losses_follow_the_listwise_convention(name):
     assert out.shape == (2,) and torch.isfinite(out).all()
 
 
+@pytest.mark.parametrize("name", sorted(n for n, s in LOSSES.items() if s.kind == "unpaired"))
+def test_unpaired_losses_follow_the_unpaired_convention(name):
+    spec = LOSSES[name]
+    params = list(inspect.signature(spec.fn).parameters.values())
+    assert [p.name for p in params[:3]] == ["logps", "ref_logps", "labels"]
+    assert spec.strength_arg == "beta" and "beta" in spec.defaults
+    assert {"desirable_weight", "undesirable_weight"} <= set(spec.defaults)
+    g = torch.Generator().manual_seed(2)
+    logps, ref = torch.randn(4, generator=g, dtype=D) - 3, torch.randn(4, generator=g, dtype=D) - 3
+    labels = torch.tensor([True, False, True, False])
+    extra = {name: torch.randn(4, generator=g, dtype=D) for name in spec.inputs}
+    out = spec.fn(logps, ref, labels, beta=0.5, **extra)
+    assert out.shape == (4,) and out.dtype == D and torch.isfinite(out).all()
+    # 0/1 integer labels mean the same as bool labels
+    torch.testing.assert_close(spec.fn(logps, ref, labels.long(), beta=0.5, **extra), out)
+
+
+def test_losses_with_extra_inputs_are_not_offered_as_methods_yet():
+    """A step that cannot compute a loss's inputs must not offer it (engine contract)."""
+    from prefkit.engine.methods import METHODS
+
+    for name, spec in LOSSES.items():
+        if spec.inputs or spec.kind == "unpaired":
+            assert name not in METHODS, name
+
+
 def test_registry_covers_the_required_methods():
     required = {
         "dpo", "robust", "ipo", "hinge", "exo_pair", "nca_pair", "bco_pair", "sppo_hard", "aot",
         "aot_unpaired", "apo_zero", "apo_down", "discopop", "simpo", "dpo_norm", "orpo",
         "lipo_lambda", "dpo_pl", "adpo", "irpo", "bradley_terry", "gpm", "online_ipo",
-        "nash_md_pg", "p3o", "dno", "sppo", "grao", "superhf",
+        "nash_md_pg", "p3o", "dno", "sppo", "grao", "superhf", "kto", "bco_unpaired",
+        "apo_zero_unpaired", "fdpo", "ld_dpo", "wpo", "tpo", "alphapo", "cpo",
     }  # fmt: skip
     assert required <= set(LOSSES)
 
