@@ -33,7 +33,7 @@ class Method:
 def _from_registry() -> dict[str, Method]:
     methods = {}
     for name, spec in LOSSES.items():
-        if spec.kind in ("pairwise", "listwise"):
+        if spec.kind in ("pairwise", "listwise") and not spec.inputs:  # inputs: steps cannot feed them yet
             methods[name] = Method(name, spec.kind, name, spec.paper)
     return methods
 

@@ -54,6 +54,12 @@ def resolve_loss(method: Method, cfg: LossConfig) -> ResolvedLoss | None:
     if name not in LOSSES:
         raise ValueError(f"loss.name: unknown loss {name!r} (known: {', '.join(sorted(LOSSES))})")
     spec = LOSSES[name]
+    if spec.inputs or spec.kind not in ("pairwise", "listwise"):
+        raise ValueError(
+            f"loss.name={name}: a {spec.kind} loss"
+            + (f" that needs {', '.join(spec.inputs)}" if spec.inputs else "")
+            + f", which the {method.step} step does not compute (docs/methods.md)"
+        )
     params = {**method.loss_params, **cfg.params}
     signature = inspect.signature(spec.fn).parameters
     keyword_only = {n for n, p in signature.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
