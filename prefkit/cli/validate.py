@@ -26,7 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
             "1 invalid rows or an unusable file, 2 a path that cannot be opened."
         ),
     )
-    p.add_argument("--data", required=True, metavar="FILE", help="JSONL, Parquet or save_to_disk directory")
+    p.add_argument("--data", required=True, metavar="FILE",
+                   help="JSONL, Parquet, save_to_disk directory (Dataset or DatasetDict) or hub dataset name")
+    p.add_argument("--split", default=None, help="split of a DatasetDict or hub dataset (default train)")
+    p.add_argument("--column", action="append", default=[], metavar="PREFKIT=FILE",
+                   help="column map, e.g. --column chosen=answer_good (repeatable; as data.columns)")
     p.add_argument("--max-length", type=_positive_int, default=None, metavar="N",
                    help="tokens per sequence (prompt + response); longer rows are reported")
     p.add_argument("--truncation", choices=("truncate", "error"), default="truncate",
@@ -45,11 +49,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from prefkit.data import hf_counter, validate
+    from prefkit.data import DataSource, hf_counter, validate
+    from prefkit.data.columns import check_column_map
 
+    columns = {}
+    for item in args.column:
+        if "=" not in item:
+            raise ValueError(f"--column {item!r}: expected PREFKIT=FILE, e.g. chosen=answer_good")
+        key, value = item.split("=", 1)
+        columns[key.strip()] = value.strip()
+    check_column_map(columns)
     counter = hf_counter(args.tokenizer) if args.tokenizer else None
     report = validate(
-        args.data,
+        DataSource(args.data, split=args.split, columns=columns),
         max_length=args.max_length,
         count_tokens=counter,
         truncation=args.truncation,

@@ -1,15 +1,26 @@
 """Feedback records, readers, writers and validation (docs/data.md)."""
 
+from prefkit.data.columns import COLUMNS
 from prefkit.data.readers import (
     detect_kind,
     read_feedback,
     read_lists,
     read_pairs,
     read_prompts,
+    read_unpaired,
     validate,
 )
-from prefkit.data.records import ListRecord, Message, PairRecord, PromptRecord, Source, Text
+from prefkit.data.records import (
+    ListRecord,
+    Message,
+    PairRecord,
+    PromptRecord,
+    Source,
+    Text,
+    UnpairedRecord,
+)
 from prefkit.data.report import InvalidRowsError, LengthStats, ReadReport, RowError
+from prefkit.data.sources import DataSource, eval_source, train_source
 from prefkit.data.split import split
 from prefkit.data.tokens import (
     TokenCounter,
@@ -18,9 +29,12 @@ from prefkit.data.tokens import (
     tokenizer_counter,
     whitespace_counter,
 )
+from prefkit.data.unpaired import kl_partners, unpair
 from prefkit.data.writers import to_hf_dataset, write_jsonl, write_parquet
 
 __all__ = [
+    "COLUMNS",
+    "DataSource",
     "InvalidRowsError",
     "LengthStats",
     "ListRecord",
@@ -32,16 +46,22 @@ __all__ = [
     "Source",
     "Text",
     "TokenCounter",
+    "UnpairedRecord",
     "detect_kind",
+    "eval_source",
     "hf_counter",
+    "kl_partners",
     "read_feedback",
     "read_lists",
     "read_pairs",
     "read_prompts",
+    "read_unpaired",
     "render_plain",
     "split",
     "to_hf_dataset",
     "tokenizer_counter",
+    "train_source",
+    "unpair",
     "validate",
     "whitespace_counter",
     "write_jsonl",

@@ -37,11 +37,17 @@ class RowSource:
 
 
 def open_source(data: Any) -> RowSource:
-    """Open a path (JSONL, Parquet, ``save_to_disk`` directory) or a ``datasets.Dataset``.
+    """Open a path (JSONL, Parquet, ``save_to_disk`` directory), a ``datasets.Dataset``, or a
+    :class:`~prefkit.data.sources.DataSource` (a split of a DatasetDict or hub dataset, a column
+    map).
 
     Path problems (missing file, unknown type) raise :class:`InputError`; a file that opens but
     cannot be read raises :class:`FileContentError`.
     """
+    from prefkit.data.sources import DataSource
+
+    if isinstance(data, DataSource):
+        return _mapped_source(data)
     if not isinstance(data, (str, os.PathLike)):
         return _dataset_source(data, "<datasets.Dataset>")
     path = Path(data)
@@ -61,6 +67,23 @@ def open_source(data: Any) -> RowSource:
         "(.parquet) or a directory written by datasets' Dataset.save_to_disk",
         file=name,
     )
+
+
+def _mapped_source(data: Any) -> RowSource:
+    from prefkit.data.columns import renamed_columns, renamed_rows
+    from prefkit.data.sources import resolve
+
+    target, name = resolve(data)
+    source = open_source(target)
+    if not isinstance(target, (str, os.PathLike)):
+        source.file = name
+    if not data.columns:
+        return source
+    columns = source.columns
+    if columns is not None:
+        columns = renamed_columns(columns, data.columns, source.file)
+    rows = renamed_rows(source.rows, data.columns, source.file, check_first=source.columns is None)
+    return RowSource(source.file, columns, rows, source.blank_lines)
 
 
 def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from prefkit.errors import InputError
 
-Kind = Literal["pairs", "lists", "prompts"]
+Kind = Literal["pairs", "lists", "prompts", "unpaired"]
 
 MAX_LISTED = 50
 """How many problems an error message or a printed report lists before summarising the rest."""
