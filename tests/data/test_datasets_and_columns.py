@@ -58,7 +58,7 @@ def test_a_missing_split_is_an_error_listing_the_splits(dataset_dict):
         read_pairs(train_source(DataConfig(path=str(path))))
     with pytest.raises(InputError, match=r"no split 'test'|without a 'test' split"):
         read_pairs(train_source(DataConfig(path=str(path), split="test")))
-    with pytest.raises(InputError, match="data.eval_split") as caught:
+    with pytest.raises(InputError, match=r"data\.eval_split") as caught:
         eval_source(DataConfig(path="x.jsonl", eval_path=str(path)))
     assert "validation, other" in str(caught.value)
 
@@ -68,7 +68,7 @@ def test_a_split_for_a_single_file_is_refused(tmp_path):
     path.write_text("\n".join(json.dumps(r) for r in TRAIN) + "\n")
     with pytest.raises(InputError, match=r"data.split='train' applies to a DatasetDict"):
         read_pairs(train_source(DataConfig(path=str(path), split="train")))
-    with pytest.raises(InputError, match="data.eval_split='test' needs a DatasetDict"):
+    with pytest.raises(InputError, match=r"data\.eval_split=.test. needs a DatasetDict"):
         eval_source(DataConfig(path=str(path), eval_split="test"))
     assert eval_source(DataConfig(path=str(path))) is None
 
