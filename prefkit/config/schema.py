@@ -9,8 +9,28 @@ output. Field names used by code outside this repository (keep them stable): ``t
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+
+def absolute_path(value: str | None) -> str | None:
+    """``value`` as an absolute path when it names an existing local file or directory (so a
+    saved ``config.yaml`` works from any directory); anything else (``tiny``, a hub name, a
+    missing path that the reader will report) is kept as given."""
+    if value is None or value == "" or not os.path.exists(value):
+        return value
+    return os.path.abspath(value)
+
+
+def _absolute_field(obj: Any, name: str, *, prefix: str = "", always: bool = False) -> None:
+    """Rewrite a frozen dataclass's path field in place (``__post_init__`` only)."""
+    value = getattr(obj, name)
+    if not isinstance(value, str) or not value.startswith(prefix):
+        return
+    rest = value[len(prefix):]
+    resolved = os.path.abspath(rest) if always and rest else absolute_path(rest)
+    object.__setattr__(obj, name, prefix + resolved if resolved is not None else value)
 
 
 @dataclass(frozen=True)
@@ -39,12 +59,16 @@ class TinyConfig:
             )
 
 
+DEFAULT_STEPS = 200
+"""``train.steps``'s default: the value that means "not set" when ``train.epochs`` is given."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The optimisation loop (owned by ``prefkit.engine``)."""
 
-    steps: int = 200
-    """Optimizer steps."""
+    steps: int = DEFAULT_STEPS
+    """Optimizer steps (see ``epochs`` for a length in passes over the data)."""
     batch_size: int = 8
     """Examples (pairs, lists or sequences) per optimizer step."""
     grad_accum: int = 1
@@ -56,6 +80,13 @@ class TrainConfig:
     adam_eps: float = 1e-8
     schedule: Literal["constant", "linear", "cosine"] = "constant"
     warmup_steps: int = 0
+    warmup_ratio: float = 0.0
+    """Warm-up as a fraction of the run's optimizer steps (``warmup_steps`` or this, not both)."""
+    epochs: float | None = None
+    """Length in passes over the training examples instead of ``steps``: the run takes
+    ``ceil(epochs * examples / batch_size)`` optimizer steps. Set it or ``steps``, not both
+    (``steps`` must then stay at its default, 200; both set is refused). Preference-model and
+    offline policy runs; online methods count rounds with ``online.epochs`` instead."""
     max_grad_norm: float | None = 1.0
     """Clip the global gradient norm to this value; ``null`` disables clipping."""
     max_length: int = 512
@@ -93,6 +124,30 @@ class TrainConfig:
             )
         if self.lr <= 0:
             raise ValueError(f"train.lr must be positive, got {self.lr}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.warmup_ratio and self.warmup_steps:
+            raise ValueError("train.warmup_steps and train.warmup_ratio are both set: give one")
+        if self.epochs is not None:
+            if not self.epochs > 0:
+                raise ValueError(f"train.epochs must be positive, got {self.epochs}")
+            if self.steps != DEFAULT_STEPS:
+                raise ValueError(
+                    f"train.epochs ({self.epochs}) and train.steps ({self.steps}) are both set: give one "
+                    "(epochs sets the number of steps from the data size)"
+                )
+
+    def steps_for(self, examples: int) -> TrainConfig:
+        """This config with ``epochs`` turned into ``steps`` for ``examples`` training examples
+        (unchanged when ``epochs`` is not set)."""
+        import math
+        from dataclasses import replace
+
+        if self.epochs is None:
+            return self
+        if examples <= 0:
+            raise ValueError("train.epochs needs at least one training example")
+        return replace(self, epochs=None, steps=max(1, math.ceil(self.epochs * examples / self.batch_size)))
 
 
 @dataclass(frozen=True)
@@ -116,9 +171,32 @@ class DataConfig:
     """Where training data comes from when it is a file (``--data FILE``)."""
 
     path: str | None = None
+    """A JSONL or Parquet file, a ``datasets`` ``save_to_disk`` directory (a Dataset or a
+    DatasetDict), or a Hugging Face hub dataset name (when the machine has network)."""
     eval_path: str | None = None
+    """Held-out data in any of the forms of ``path``; unset: ``eval_split`` of ``path``."""
     skip_invalid: bool = False
     """Skip malformed rows (counted and reported) instead of stopping at the first one."""
+    split: str | None = None
+    """The split to train on when ``path`` is a DatasetDict or a hub dataset (``None``:
+    ``train``); an error for a single file or Dataset."""
+    eval_split: str | None = None
+    """The held-out split: of ``eval_path`` when given, else of ``path`` (``None``: ``test``
+    when the DatasetDict has one, else no held-out data)."""
+    columns: dict[str, str] = field(default_factory=dict)
+    """Column map for files with other names: ``{prefkit column: file column}``, e.g.
+    ``data.columns.chosen=answer_good`` (prefkit columns: see ``prefkit.data.COLUMNS``)."""
+
+    def __post_init__(self) -> None:
+        from prefkit.data.columns import check_column_map
+
+        check_column_map(self.columns)
+        for name in ("split", "eval_split"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ValueError(f"data.{name} must be a split name, got {value!r}")
+        _absolute_field(self, "path")
+        _absolute_field(self, "eval_path")
 
 
 @dataclass(frozen=True)
@@ -199,6 +277,9 @@ class OnlineConfig:
                 raise ValueError(f"online.{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0.0 < self.vllm_gpu_memory_utilization <= 1.0:
             raise ValueError("online.vllm_gpu_memory_utilization must be in (0, 1]")
+        if self.judge not in ("world", "world-truth"):
+            _absolute_field(self, "judge", prefix="llm:" if self.judge.startswith("llm:") else "")
+        _absolute_field(self, "answers")
 
 
 @dataclass(frozen=True)
@@ -255,8 +336,21 @@ class RewardModelConfig:
     """Pairs labelled 1/2: train toward P = 1/2, or leave them out of training (counted)."""
     freeze_backbone: bool = False
     """Train the head only (a probe on the backbone's frozen representations)."""
+    head_lr: float | None = None
+    """Learning rate of the head (the backbone uses ``train.lr``); ``None``: ``train.lr``.
+    ``prefkit rm train`` sets a per-kind default (docs/preference.md)."""
+    center_rewards_coefficient: float | None = None
+    """BT: weight ``c`` of the auxiliary loss ``c (r_c + r_r)^2`` that keeps rewards centred on
+    zero (Eisenstein et al. 2023; TRL's ``RewardConfig.center_rewards_coefficient``); ``None``: off."""
 
     def __post_init__(self) -> None:
+        if self.head_lr is not None and not self.head_lr > 0:
+            raise ValueError(f"rm.head_lr must be positive, got {self.head_lr}")
+        if self.center_rewards_coefficient is not None:
+            if not self.center_rewards_coefficient >= 0:
+                raise ValueError(f"rm.center_rewards_coefficient must be >= 0, got {self.center_rewards_coefficient}")
+            if self.kind != "bt":
+                raise ValueError("rm.center_rewards_coefficient centres scalar rewards: it needs rm.kind=bt")
         if self.dim <= 0 or self.dim % 2:
             raise ValueError(f"rm.dim must be a positive even number (2k), got {self.dim}")
         if not self.tau > 0:
@@ -292,3 +386,11 @@ class RunConfig:
     online: OnlineConfig = field(default_factory=OnlineConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     rm: RewardModelConfig = field(default_factory=RewardModelConfig)
+
+    def __post_init__(self) -> None:
+        # Paths are stored absolute, so config.yaml (and --resume, prefkit eval --policy RUN)
+        # means the same files from any working directory.
+        if self.model != "tiny":
+            _absolute_field(self, "model")
+        _absolute_field(self, "ref_model")
+        _absolute_field(self, "out", always=True)
