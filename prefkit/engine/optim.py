@@ -1,29 +1,41 @@
-"""AdamW with decoupled weight decay (not on biases and norms) and a warmup schedule."""
+"""AdamW with decoupled weight decay (not on biases and norms) and a warmup schedule.
+
+Parameters may have their own learning rates (``lr_of(name)``, e.g. a preference model's head
+at ``rm.head_lr`` and its backbone at ``train.lr``): each group keeps its ``base_lr`` and the
+schedule multiplies every group's base by the same factor.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 
 from prefkit.config import TrainConfig
 
 
-def build_optimizer(named_params: Iterable[tuple[str, torch.nn.Parameter]], cfg: TrainConfig) -> torch.optim.AdamW:
-    decay, no_decay = [], []
+def build_optimizer(
+    named_params: Iterable[tuple[str, torch.nn.Parameter]],
+    cfg: TrainConfig,
+    *,
+    lr_of: Callable[[str], float] | None = None,
+) -> torch.optim.AdamW:
+    """``lr_of(name)`` gives a parameter's base learning rate (default ``cfg.lr`` for all)."""
+    groups: dict[tuple[float, bool], list[torch.nn.Parameter]] = {}
     for name, param in named_params:
         if not param.requires_grad:
             continue
-        (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    params = decay + no_decay
+        decays = not (param.ndim < 2 or "norm" in name.lower())
+        lr = float(lr_of(name)) if lr_of is not None else cfg.lr
+        groups.setdefault((lr, decays), []).append(param)
+    params = [p for group in groups.values() for p in group]
     fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in params)
     return torch.optim.AdamW(
-        [g for g in groups if g["params"]],
+        [
+            {"params": group, "weight_decay": cfg.weight_decay if decays else 0.0, "lr": lr, "base_lr": lr}
+            for (lr, decays), group in sorted(groups.items(), key=lambda item: (item[0][0] != cfg.lr, not item[0][1]))
+        ],
         lr=cfg.lr,
         betas=(cfg.adam_beta1, cfg.adam_beta2),
         eps=cfg.adam_eps,
@@ -31,12 +43,18 @@ def build_optimizer(named_params: Iterable[tuple[str, torch.nn.Parameter]], cfg:
     )
 
 
+def warmup_steps(cfg: TrainConfig) -> int:
+    """``warmup_steps``, or ``warmup_ratio`` of the run's steps (rounded)."""
+    return cfg.warmup_steps or round(cfg.warmup_ratio * cfg.steps)
+
+
 def lr_factor(step: int, cfg: TrainConfig) -> float:
     """Multiplier on ``cfg.lr`` at optimizer step ``step`` (0-based): linear warmup, then the schedule."""
-    if cfg.warmup_steps and step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    span = max(1, cfg.steps - cfg.warmup_steps)
-    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    warmup = warmup_steps(cfg)
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    span = max(1, cfg.steps - warmup)
+    progress = min(1.0, (step - warmup) / span)
     if cfg.schedule == "linear":
         return 1.0 - progress
     if cfg.schedule == "cosine":
@@ -45,8 +63,9 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
 
 
 def set_lr(optimizer: torch.optim.Optimizer, step: int, cfg: TrainConfig) -> float:
-    """Set every group's learning rate for ``step`` (stateless, so resume needs nothing extra)."""
-    lr = cfg.lr * lr_factor(step, cfg)
+    """Set every group's learning rate for ``step`` (stateless, so resume needs nothing extra);
+    returns ``cfg.lr``'s scheduled value."""
+    factor = lr_factor(step, cfg)
     for group in optimizer.param_groups:
-        group["lr"] = lr
-    return lr
+        group["lr"] = group.get("base_lr", cfg.lr) * factor
+    return cfg.lr * factor
