@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import math
 import random
@@ -87,11 +88,11 @@ def seed_everything(seed: int) -> None:
 
 def load_train_data(cfg: RunConfig, method: Method) -> TrainData:
     """Read ``cfg.data.path`` in the shape the method needs."""
-    from prefkit.data import read_lists, read_pairs, read_prompts
+    from prefkit.data import read_lists, read_pairs, read_prompts, train_source
 
     if cfg.data.path is None:
         raise InputError("no training data: pass --data FILE", field="data.path")
-    path = cfg.data.path
+    path = train_source(cfg.data)
     if method.step == "listwise":
         records, report = read_lists(path, skip_invalid=cfg.data.skip_invalid)
         return TrainData(lists=records, report=report)
@@ -227,17 +228,19 @@ def optimize(
     evaluate: Callable[[int], dict[str, Any]] | None = None,
     extra_state: Callable[[], dict[str, Any]] | None = None,
     restore_extra: Callable[[dict[str, Any]], None] | None = None,
+    param_lr: Callable[[str], float] | None = None,
 ) -> LoopResult:
     """The optimisation loop shared by every step shape.
 
     Owns the learning-rate schedule, clipping, the optimizer step, the non-finite check,
     metrics (``metrics.jsonl``, TensorBoard), periodic evaluation, atomic checkpoints and exact
     resume. ``extra_state``/``restore_extra`` let a step shape checkpoint small JSON state of
-    its own (for example an online method's query counter).
+    its own (for example an online method's query counter). ``param_lr(name)`` gives a
+    parameter its own base learning rate (default ``cfg.train.lr``).
     """
     out = Path(cfg.out)
     ckpt_root = out / CHECKPOINTS
-    optimizer = build_optimizer(model.named_parameters(), cfg.train)
+    optimizer = build_optimizer(model.named_parameters(), cfg.train, lr_of=param_lr)
     state = ckpt.TrainState()
     config_dict = to_dict(cfg)
     if resume_from is not None:
@@ -348,6 +351,7 @@ def train(
         if not data.lists:
             raise InputError(f"method {method.name} needs ranked lists (prompt/responses/scores)")
         examples = tokenize_lists(policy, data.lists, cfg.train)
+    cfg = dataclasses.replace(cfg, train=cfg.train.steps_for(len(examples)))  # train.epochs -> steps
 
     ref_logps, cache_hit, ref_s = None, False, 0.0
     needs_reference = loss is not None and loss.spec.needs_reference

@@ -57,9 +57,9 @@ def load_prompts(cfg: RunConfig, data: TrainData | None, world: Any | None) -> l
         prompts = [p.prompt if isinstance(p, PromptRecord) else p for p in data.prompts]
         where = "the in-memory prompt set"
     elif cfg.data.path is not None:
-        from prefkit.data import read_prompts
+        from prefkit.data import read_prompts, train_source
 
-        records, _ = read_prompts(cfg.data.path, skip_invalid=cfg.data.skip_invalid)
+        records, _ = read_prompts(train_source(cfg.data), skip_invalid=cfg.data.skip_invalid)
         prompts, where = [r.prompt for r in records], cfg.data.path
     elif world is not None:
         prompts, where = world.prompts("train"), f"world {world.name!r}"
@@ -212,6 +212,10 @@ def train_online(
     comparisons), ``reward_evals``, ``gen_tokens``, ``gen_s``, ``gen_share`` and ``compute_s``.
     ``judge`` overrides ``online.judge`` with an in-memory preference model.
     """
+    if cfg.train.epochs is not None:
+        raise InputError("train.epochs counts passes over a fixed data set; online methods sample new data "
+                         "each round: set train.steps (and online.epochs for passes over a round)",
+                         field="train.epochs")
     out, latest = start_run(cfg, resume)
     setup = build_online_run(cfg, method, data=data, policy=policy, reference=reference, judge=judge)
     if setup.run is None:
