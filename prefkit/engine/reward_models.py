@@ -29,7 +29,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -163,7 +163,8 @@ def pair_objective(
         if model.kind == "bt":
             strength = data.strength[index].to(model.device) * hard if data.strength is not None else None
             per = bradley_terry(e_c[:, 0], e_r[:, 0], margin=margin, label_smoothing=1 - target,
-                                preference_strength=strength, strength_scale=rm.adaptive_margin or 1.0)
+                                preference_strength=strength, strength_scale=rm.adaptive_margin or 1.0,
+                                center_rewards_coefficient=rm.center_rewards_coefficient)
             extra["rewards/chosen"], extra["rewards/rejected"] = e_c[:, 0].detach(), e_r[:, 0].detach()
         else:
             head = model.head
@@ -231,11 +232,14 @@ def fit(
     progress: bool | None = False,
     evaluate: Callable[[int], dict[str, Any]] | None = None,
 ) -> FitResult:
-    """Train ``model`` on ``data`` for ``cfg.train.steps`` optimizer steps with the engine's loop
-    (outputs in ``cfg.out``: ``config.yaml``, ``metrics.jsonl``, ``checkpoints/``)."""
+    """Train ``model`` on ``data`` for ``cfg.train.steps`` optimizer steps (or ``train.epochs``
+    passes over the pairs) with the engine's loop (outputs in ``cfg.out``: ``config.yaml``,
+    ``metrics.jsonl``, ``checkpoints/``). The head learns at ``rm.head_lr`` (default
+    ``train.lr``), the backbone at ``train.lr``."""
 
     if len(data) == 0:
         raise InputError("no pairs to train on")
+    cfg = replace(cfg, train=cfg.train.steps_for(len(data)))
     losses = LossHistory(len(data))
     rm, train = cfg.rm, cfg.train
     device = model.device
@@ -282,9 +286,17 @@ def fit(
         cfg, model=model, step_fn=step_fn, label=f"rm:{rm.kind}", resume_from=resume_from, progress=progress,
         evaluate=evaluate, extra_state=lambda: {"losses": losses.state_dict()},
         restore_extra=lambda state: losses.load_state_dict(state["losses"]),
+        param_lr=head_learning_rates(cfg),
     )
     model.eval()
     return FitResult(run.history, run.last_metrics, losses, run.state.step, run.state.tokens, run.state.wall_s)
+
+
+def head_learning_rates(cfg: RunConfig) -> Callable[[str], float]:
+    """A preference model's parameter -> base learning rate: ``rm.head_lr`` for the head
+    (parameters named ``head.*``), ``train.lr`` for everything else."""
+    head_lr = cfg.rm.head_lr if cfg.rm.head_lr is not None else cfg.train.lr
+    return lambda name: head_lr if name.startswith("head.") else cfg.train.lr
 
 
 def build_preference_model(cfg: RunConfig, records: Sequence[PairRecord], device: torch.device) -> _NeuralModel:
@@ -364,7 +376,7 @@ def train_preference_model(
     ``config.yaml``, ``metrics.jsonl``, ``metrics.json``, ``checkpoints/``, ``model/`` (the saved
     preference model, docs/preference.md) and ``training_dynamics.jsonl`` (each pair's mean
     training loss)."""
-    from prefkit.data import read_pairs
+    from prefkit.data import eval_source, read_pairs, train_source
     from prefkit.policy import resolve_device
     from prefkit.preference.evaluation import evaluate_pairs
     from prefkit.preference.io import save_preference_model
@@ -375,13 +387,15 @@ def train_preference_model(
     if records is None:
         if cfg.data.path is None:
             raise InputError("no training data: pass --data FILE", field="data.path")
-        records, report = read_pairs(cfg.data.path, skip_invalid=cfg.data.skip_invalid)
-    if eval_records is None and cfg.data.eval_path:
-        eval_records, _ = read_pairs(cfg.data.eval_path, skip_invalid=cfg.data.skip_invalid)
+        records, report = read_pairs(train_source(cfg.data), skip_invalid=cfg.data.skip_invalid)
+    held_out = eval_source(cfg.data) if eval_records is None else None
+    if held_out is not None:
+        eval_records, _ = read_pairs(held_out, skip_invalid=cfg.data.skip_invalid)
     strength = None
     if cfg.rm.adaptive_margin:
-        if cfg.data.path is None:
-            raise InputError("rm.adaptive_margin reads strength_mean from the --data file", field="data.path")
+        if cfg.data.path is None or cfg.data.split is not None or cfg.data.columns:
+            raise InputError("rm.adaptive_margin reads strength_mean from the lines of a --data JSONL or Parquet "
+                             "file (no data.split, no data.columns)", field="data.path")
         strength = read_strength_column(cfg.data.path, records)
     setup = time.perf_counter()
     model = build_preference_model(cfg, records, device)
