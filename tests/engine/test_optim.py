@@ -33,7 +33,7 @@ def test_warmup_ratio_is_a_fraction_of_the_steps():
     cfg = TrainConfig(steps=50, warmup_ratio=0.1)
     assert warmup_steps(cfg) == 5
     assert [lr_factor(s, cfg) for s in (0, 4, 5)] == pytest.approx([0.2, 1.0, 1.0])
-    with pytest.raises(ValueError, match="warmup_steps and train.warmup_ratio"):
+    with pytest.raises(ValueError, match=r"warmup_steps and train\.warmup_ratio"):
         TrainConfig(warmup_steps=3, warmup_ratio=0.1)
     with pytest.raises(ValueError, match="warmup_ratio"):
         TrainConfig(warmup_ratio=1.0)
@@ -45,7 +45,7 @@ def test_epochs_set_the_steps_and_contradict_an_explicit_step_count():
     assert TrainConfig(steps=7).steps_for(100).steps == 7
     with pytest.raises(ValueError, match=r"train.epochs \(2.0\) and train.steps \(50\) are both set"):
         TrainConfig(epochs=2.0, steps=50)
-    with pytest.raises(ValueError, match="train.epochs must be positive"):
+    with pytest.raises(ValueError, match=r"train\.epochs must be positive"):
         TrainConfig(epochs=0.0)
 
 
