@@ -85,10 +85,10 @@ def run_trl(args: argparse.Namespace, precompute: bool) -> dict:
 
     rows = [json.loads(line) for line in Path(args.data).read_text().splitlines()]
     tokenizer = AutoTokenizer.from_pretrained(args.model)
-    # TRL tokenizes without special tokens; prefkit starts every row with bos. Writing the bos into
-    # the prompt text gives TRL the same token sequences: [bos] + prompt + response + [eos].
-    dataset = Dataset.from_list([{"prompt": f"{tokenizer.bos_token} {r['prompt']}", "chosen": r["chosen"],
-                                  "rejected": r["rejected"]} for r in rows])
+    # The rows as they are: the tiny tokenizer adds its bos itself, so TRL and prefkit build the same
+    # token sequences, [bos] + prompt + response + [eos] (prefkit.policy.chat follows TRL's rules).
+    dataset = Dataset.from_list([{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]}
+                                 for r in rows])
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
     ref_model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
     config = DPOConfig(

@@ -23,6 +23,12 @@ from prefkit._atomic import atomic_directory
 from prefkit.config import TinyConfig
 from prefkit.data.records import Text
 from prefkit.errors import InputError
+from prefkit.policy.chat import (
+    conversation_completion_ids,
+    conversation_prompt_ids,
+    string_completion_ids,
+    string_prompt_ids,
+)
 from prefkit.policy.encoding import EncodedBatch, Truncation, build_batch
 from prefkit.policy.logps import ChunkSize, check_fast_path, sequence_logps
 from prefkit.policy.sampling import Samples, sample_ids
@@ -68,9 +74,13 @@ def _messages(value: Any, what: str) -> list[dict[str, str]]:
 class Policy:
     """A causal LM with its tokenizer, on one device.
 
-    Sequences are ``[bos] + prompt + response + [eos]``: the rendered prompt and the response are
-    tokenized separately (no special tokens added) and joined, which is also how sampled
-    responses are conditioned. A tokenizer without a pad token pads with its eos token (padding
+    Sequences are TRL 1.16's (:mod:`prefkit.policy.chat`): for strings ``tokenizer(prompt)``
+    (bos only where the tokenizer adds it) then the response's tokens and eos; for conversations
+    the chat template's prompt (with the generation prompt) then what the template writes for the
+    assistant turn, its end token and trailing text included. Prompt and response are tokenized
+    separately and joined, which is also how sampled responses are conditioned (identical to
+    TRL's joint tokenization whenever the response starts on a token boundary, e.g. with a
+    leading space for byte-level BPE). A tokenizer without a pad token pads with its eos token (padding
     is masked by ``attention_mask``, never inferred from ids).
     """
 
@@ -242,23 +252,63 @@ class Policy:
         return "\n".join(message["content"] for message in messages)
 
     def prompt_ids(self, prompts: Sequence[Text]) -> list[list[int]]:
-        """``[bos] + tokens(render_prompt(p))`` per prompt; each distinct prompt tokenized once
-        (no bos is added when the tokenizer has none or the template already wrote it)."""
-        rendered = [self.render_prompt(p) for p in prompts]
-        unique = list(dict.fromkeys(rendered))
-        encoded = self.tokenizer(unique, add_special_tokens=False)["input_ids"] if unique else []
-        bos = self.tokenizer.bos_token_id
-        if bos is not None:
-            encoded = [ids if ids[:1] == [bos] else [bos, *ids] for ids in encoded]
-        by_text = dict(zip(unique, encoded))
-        return [by_text[text] for text in rendered]
+        """Prompt tokens as TRL 1.16 builds them (:mod:`prefkit.policy.chat`): a string with the
+        tokenizer's own leading special tokens (a bos only where the tokenizer adds one), a
+        conversation through the chat template with the generation prompt (the template writes
+        any bos). Each distinct prompt is tokenized once."""
+        keys = [p if isinstance(p, str) else _conversation_key(_messages(p, "prompt")) for p in prompts]
+        by_key: dict[Any, list[int]] = {}
+        strings = list(dict.fromkeys(k for k in keys if isinstance(k, str)))
+        by_key.update(zip(strings, string_prompt_ids(self.tokenizer, strings)))
+        for key, prompt in zip(keys, prompts):
+            if key not in by_key:
+                if not getattr(self.tokenizer, "chat_template", None):
+                    raise ValueError(
+                        "this tokenizer has no chat template, so conversational prompts cannot be "
+                        "rendered; give prompts as plain strings"
+                    )
+                by_key[key] = conversation_prompt_ids(self.tokenizer, prompt)
+        return [list(by_key[k]) for k in keys]
 
-    def response_ids(self, responses: Sequence[Text], *, add_eos: bool = True) -> list[list[int]]:
-        """``tokens(render_response(r)) + [eos]`` per response."""
-        texts = [self.render_response(r) for r in responses]
-        encoded = self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
-        eos = [self.tokenizer.eos_token_id] if add_eos else []
-        return [list(ids) + eos for ids in encoded]
+    def response_ids(
+        self,
+        responses: Sequence[Text],
+        *,
+        prompts: Sequence[Text] | None = None,
+        add_eos: bool = True,
+    ) -> list[list[int]]:
+        """Completion tokens as TRL 1.16 builds them (:mod:`prefkit.policy.chat`).
+
+        A string: its tokens plus the eos (unless the text ends with the eos text) and any
+        special tokens the tokenizer appends; ``add_eos=False`` gives the bare tokens. A message
+        list: what the chat template writes after the rendered prompt, so its text after the
+        assistant's end token belongs to the completion; rendered after ``prompts[i]`` when given
+        (exact for every template), else after a neutral user turn (exact for templates whose
+        assistant turns do not depend on earlier turns, as ChatML's and Llama-3's).
+        """
+        if prompts is not None:
+            _same_length(prompts=prompts, responses=responses)
+        out: list[list[int] | None] = [None] * len(responses)
+        strings = [i for i, r in enumerate(responses) if isinstance(r, str)]
+        if strings:
+            texts = [responses[i] for i in strings]
+            if add_eos:
+                encoded = string_completion_ids(self.tokenizer, texts)
+            else:
+                encoded = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+            for i, ids in zip(strings, encoded):
+                out[i] = list(ids)
+        for i, response in enumerate(responses):
+            if out[i] is None:
+                messages = _messages(response, "response")
+                for message in messages:
+                    if message["role"] != "assistant":
+                        raise ValueError(
+                            f"a response may hold only assistant messages, got role {message['role']!r}"
+                        )
+                context = prompts[i] if prompts is not None and not isinstance(prompts[i], str) else None
+                out[i] = conversation_completion_ids(self.tokenizer, messages, context)
+        return [ids for ids in out if ids is not None]
 
     # -- batches ----------------------------------------------------------------------------
 
@@ -281,7 +331,7 @@ class Policy:
         _same_length(prompts=prompts, responses=responses)
         return build_batch(
             self.prompt_ids(prompts),
-            self.response_ids(responses),
+            self.response_ids(responses, prompts=prompts),
             pad_id=self.tokenizer.pad_token_id,
             max_length=max_length,
             max_prompt_length=max_prompt_length,
@@ -308,7 +358,7 @@ class Policy:
         count = len(prompts)
         return build_batch(
             self.prompt_ids(prompts),
-            self.response_ids([*chosen, *rejected]),
+            self.response_ids([*chosen, *rejected], prompts=[*prompts, *prompts]),
             pad_id=self.tokenizer.pad_token_id,
             max_length=max_length,
             max_prompt_length=max_prompt_length,
@@ -496,6 +546,10 @@ def _quiet_progress_bars() -> Iterator[None]:
     finally:
         if was_enabled:
             hf_logging.enable_progress_bar()
+
+
+def _conversation_key(messages: list[dict[str, str]]) -> tuple:
+    return tuple(tuple(sorted(m.items())) for m in messages)
 
 
 def _looks_like_hub_id(text: str) -> bool:

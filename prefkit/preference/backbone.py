@@ -221,6 +221,9 @@ class TextBackbone(nn.Module):
     def prepare(self, prompts: Sequence[Text], *responses: Sequence[Text]) -> list[list[list[int]]]:
         """Per row, the token ids of each segment: ``[prompt, response_1, ...]``."""
         columns = [self.tokenize([render_prompt(self.tokenizer, p) for p in prompts])]
+        if self.start_ids:  # a chat template that writes the start token itself: not twice
+            columns[0] = [ids[len(self.start_ids):] if ids[: len(self.start_ids)] == self.start_ids else ids
+                          for ids in columns[0]]
         for column in responses:
             if len(column) != len(prompts):
                 raise ValueError(f"{len(prompts)} prompts but {len(column)} responses; they must match")
