@@ -58,7 +58,7 @@ def test_chat_template_renders_role_lines_and_generation_prompt_with_known_words
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     assert tokenizer.unk_token_id not in ids
     # an assistant turn ends with the eos, like ChatML's <|im_end|>
-    full = messages + [{"role": "assistant", "content": "hi"}]
+    full = [*messages, {"role": "assistant", "content": "hi"}]
     assert tokenizer.apply_chat_template(full, tokenize=False) == "<s>system: hi\nuser: there\nassistant: hi</s>\n"
 
 

@@ -72,7 +72,7 @@ def gpt2_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def tiny_tokenizer() -> PreTrainedTokenizerFast:
-    words = " ".join(CORPUS + ["user assistant system"]).replace(".", " . ").replace(",", " , ").replace("?", " ? ")
+    words = " ".join([*CORPUS, "user assistant system"]).replace(".", " . ").replace(",", " , ").replace("?", " ? ")
     return Policy.tiny([words], TinyConfig(hidden_size=16, layers=1, heads=2)).tokenizer
 
 
