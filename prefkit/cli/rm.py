@@ -157,8 +157,7 @@ def _count_truncated(model: Any, records: list) -> int:
         rows = backbone.prepare([r.prompt for r in records], *responses)
     else:
         rows = backbone.prepare([r.prompt for r in records] * 2, responses[0] + responses[1])
-    specials = len(backbone.start_ids) + len(rows[0]) if rows else 0
-    return sum(1 for row in rows if sum(len(s) for s in row) + specials > backbone.max_length)
+    return sum(1 for row in rows if backbone.row_length(row) > backbone.max_length)
 
 
 def _strength(args: argparse.Namespace) -> int:

@@ -230,6 +230,14 @@ class TextBackbone(nn.Module):
             columns.append(self.tokenize([render_response(r) for r in column]))
         return [list(row) for row in zip(*columns)]
 
+    def row_length(self, row: Sequence[Sequence[int]]) -> int:
+        """Tokens of a prepared row once laid out, before truncation."""
+        return len(self.start_ids) + sum(len(s) for s in row) + len(row)
+
+    def freeze_body(self) -> None:
+        """Train the head only (``rm.freeze_backbone``): no gradients for the backbone."""
+        self.requires_grad_(False)
+
     def collate(self, rows: Sequence[Sequence[Sequence[int]]], *, truncation: str = "truncate") -> TokenBatch:
         """Lay out and right-pad rows of segments (see the module doc); long rows keep the end
         of the prompt and the start of each response (``truncated`` flags them)."""
@@ -375,6 +383,9 @@ class FeatureBackbone(nn.Module):
         for start in range(0, len(rows), batch_size):
             index = list(range(start, min(len(rows), start + batch_size)))
             yield [[i] for i in index], self.collate([rows[i] for i in index])
+
+    def freeze_body(self) -> None:
+        self.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = x.to(self.device)
