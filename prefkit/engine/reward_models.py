@@ -50,6 +50,7 @@ from prefkit.preference.models import (
     _NeuralModel,
     build_model,
 )
+from prefkit.preference.seqcls import reward_model_for_training, uses_standard_format
 
 
 @dataclass
@@ -286,17 +287,18 @@ def fit(
         cfg, model=model, step_fn=step_fn, label=f"rm:{rm.kind}", resume_from=resume_from, progress=progress,
         evaluate=evaluate, extra_state=lambda: {"losses": losses.state_dict()},
         restore_extra=lambda state: losses.load_state_dict(state["losses"]),
-        param_lr=head_learning_rates(cfg),
+        param_lr=head_learning_rates(cfg, model),
     )
     model.eval()
     return FitResult(run.history, run.last_metrics, losses, run.state.step, run.state.tokens, run.state.wall_s)
 
 
-def head_learning_rates(cfg: RunConfig) -> Callable[[str], float]:
-    """A preference model's parameter -> base learning rate: ``rm.head_lr`` for the head
-    (parameters named ``head.*``), ``train.lr`` for everything else."""
+def head_learning_rates(cfg: RunConfig, model: _NeuralModel) -> Callable[[str], float]:
+    """A preference model's parameter -> base learning rate: ``rm.head_lr`` for the head (the
+    parameters under ``model.head_prefixes``), ``train.lr`` for everything else."""
     head_lr = cfg.rm.head_lr if cfg.rm.head_lr is not None else cfg.train.lr
-    return lambda name: head_lr if name.startswith("head.") else cfg.train.lr
+    prefixes = model.head_prefixes
+    return lambda name: head_lr if name.startswith(prefixes) else cfg.train.lr
 
 
 def build_preference_model(cfg: RunConfig, records: Sequence[PairRecord], device: torch.device) -> _NeuralModel:
@@ -306,18 +308,23 @@ def build_preference_model(cfg: RunConfig, records: Sequence[PairRecord], device
     are initialised from ``cfg.seed``.
     """
     rm = cfg.rm
+    texts: list[str] = []
     if cfg.model == "tiny":
-        texts: list[str] = []
         for r in records:
             for value in (r.prompt, r.chosen, r.rejected):
                 texts.extend([value] if isinstance(value, str) else [m["content"] for m in value])
+    if uses_standard_format(cfg.model, rm, trust_remote_code=cfg.trust_remote_code):  # docs/preference.md
+        return reward_model_for_training(cfg.model, texts, cfg.tiny, seed=cfg.seed, max_length=cfg.train.max_length,
+                                         dropout=rm.dropout, freeze_backbone=rm.freeze_backbone, device=device,
+                                         trust_remote_code=cfg.trust_remote_code)
+    if cfg.model == "tiny":
         backbone = tiny_backbone(texts, cfg.tiny, seed=cfg.seed, pooling=rm.pooling, max_length=cfg.train.max_length,
                                  device=device)
     else:
         backbone = load_backbone(cfg.model, kind=rm.backbone, pooling=rm.pooling, max_length=cfg.train.max_length,
                                  device=device, trust_remote_code=cfg.trust_remote_code)
     if rm.freeze_backbone:
-        backbone.requires_grad_(False)
+        backbone.freeze_body()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         head = build_head(rm.kind, backbone.hidden_size, dim=rm.dim, tau=rm.tau, normalize=rm.normalize,

@@ -54,7 +54,7 @@ def resolve_loss(method: Method, cfg: LossConfig) -> ResolvedLoss | None:
     if name not in LOSSES:
         raise ValueError(f"loss.name: unknown loss {name!r} (known: {', '.join(sorted(LOSSES))})")
     spec = LOSSES[name]
-    if spec.inputs or spec.kind not in ("pairwise", "listwise"):
+    if spec.inputs or spec.kind == "unpaired":
         raise ValueError(
             f"loss.name={name}: a {spec.kind} loss"
             + (f" that needs {', '.join(spec.inputs)}" if spec.inputs else "")
