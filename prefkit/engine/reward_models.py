@@ -36,6 +36,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from prefkit.cards import write_model_card
 from prefkit.config import RewardModelConfig, RunConfig
 from prefkit.data.records import PairRecord
 from prefkit.engine.loop import batch_indices, optimize, start_run
@@ -428,6 +429,8 @@ def train_preference_model(
         save_preference_model(model, out / "model", extra={"data": cfg.data.path, "pairs": len(data),
                                                              "steps": result.steps, "seed": cfg.seed})
         (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        write_model_card(out / "model", replace(cfg, train=cfg.train.steps_for(len(data))), summary,
+                         role="preference_model")
         mean = result.losses.mean()
         with open(out / "training_dynamics.jsonl", "w", encoding="utf-8") as handle:
             for i, source in enumerate(data.sources):
