@@ -31,7 +31,7 @@ def test_what_the_user_sets_wins_and_steps_replace_epochs(tmp_path):
 
 
 def test_epochs_and_steps_both_given_is_refused(tmp_path):
-    with pytest.raises(ConfigError, match="train.epochs and train.steps are both set"):
+    with pytest.raises(ConfigError, match=r"train\.epochs and train\.steps are both set"):
         preference_config(None, ["train.steps=200", "train.epochs=2"])
     yaml_file = tmp_path / "rm.yaml"
     yaml_file.write_text("train:\n  epochs: 3\n")
