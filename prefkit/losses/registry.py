@@ -36,6 +36,10 @@ from prefkit.losses.rollout import (
     reinforce_pp_advantages,
     rloo_advantages,
 )
+from prefkit.losses.unpaired import apo_zero_unpaired, bco_unpaired, kto
+from prefkit.losses.variants import alphapo, cpo, fdpo, ld_dpo, tpo, tpo_l, wpo
+
+TAIL_INPUTS = ("chosen_tail_logps", "rejected_tail_logps", "ref_chosen_tail_logps", "ref_rejected_tail_logps")
 
 LOSSES: dict[str, LossSpec] = {
     # ------------------------------------------------------------------ pairwise (offline)
@@ -110,6 +114,59 @@ LOSSES: dict[str, LossSpec] = {
         "Hong, Lee & Thorne 2024 (ORPO), arXiv 2403.07691, §3",
         needs_reference=False,
         needs_lengths=True,
+    ),
+    "fdpo": LossSpec(
+        "fdpo", fdpo, "pairwise",
+        "Wang et al. 2023 (f-DPO), arXiv 2309.16240, eq. 10 (TRL f_divergence_type)",
+    ),
+    "ld_dpo": LossSpec(
+        "ld_dpo", ld_dpo, "pairwise",
+        "Liu et al. 2024 (LD-DPO), arXiv 2409.06411 (TRL ld_alpha)",
+        inputs=TAIL_INPUTS,
+    ),
+    "wpo": LossSpec(
+        "wpo", wpo, "pairwise",
+        "Zhou et al. 2024 (WPO), arXiv 2406.11827, eq. 2 (TRL use_weighting)",
+        inputs=("chosen_wpo_logps", "rejected_wpo_logps"),
+    ),
+    "cpo": LossSpec(
+        "cpo", cpo, "pairwise",
+        "Xu et al. 2024 (CPO), arXiv 2401.08417, eq. 3 + NLL",
+        needs_reference=False,
+        needs_lengths=True,
+    ),
+    "alphapo": LossSpec(
+        "alphapo", alphapo, "pairwise",
+        "Gupta et al. 2025 (AlphaPO), arXiv 2501.03884",
+        needs_reference=False,
+        needs_lengths=True,
+    ),
+    "tpo": LossSpec(
+        "tpo", tpo, "pairwise",
+        "Saeidi et al. 2024 (TPO), arXiv 2405.16681",
+        needs_reference=False,
+        inputs=("gold_logps", "gold_lengths"),
+    ),
+    "tpo_l": LossSpec(
+        "tpo_l", tpo_l, "pairwise",
+        "Saeidi et al. 2024 (TPO-L), arXiv 2405.16681",
+        needs_reference=False,
+        needs_lengths=True,
+        inputs=("gold_logps", "gold_lengths"),
+    ),
+    # ------------------------------------------------------------------ unpaired (offline)
+    "kto": LossSpec(
+        "kto", kto, "unpaired",
+        "Ethayarajh et al. 2024 (KTO), arXiv 2402.01306, eq. 7",
+        inputs=("kl_logps", "ref_kl_logps"),
+    ),
+    "bco_unpaired": LossSpec(
+        "bco_unpaired", bco_unpaired, "unpaired",
+        "Jung et al. 2024 (BCO), arXiv 2404.04656, eq. 5",
+    ),
+    "apo_zero_unpaired": LossSpec(
+        "apo_zero_unpaired", apo_zero_unpaired, "unpaired",
+        "D'Oosterlinck et al. 2024 (APO), arXiv 2408.06266, eq. 7 (unpaired)",
     ),
     # ------------------------------------------------------------------ listwise (offline)
     "lipo_lambda": LossSpec(
