@@ -14,16 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prefkit.data.report import RowError
+from prefkit.data.report import FileContentError, RowError
 from prefkit.errors import InputError
+
+__all__ = ["FileContentError", "RowSource", "open_source", "row_bytes", "row_too_long"]
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 BATCH_ROWS = 1024
-
-
-class FileContentError(InputError):
-    """The file opens but its content as a whole is unusable (empty, unknown columns, ...)."""
 
 
 @dataclass

@@ -43,7 +43,7 @@ def check_column_map(columns: Mapping[str, Any]) -> None:
 def renamed_columns(columns: list[str], mapping: Mapping[str, str], file: str) -> list[str]:
     """The columns as prefkit reads them; every mapped column must exist, and no unmapped
     column may already carry a name the map writes (two columns would become one)."""
-    from prefkit.data._sources import FileContentError
+    from prefkit.data.report import FileContentError
 
     listed = ", ".join(columns) or "none"
     for key, column in mapping.items():
@@ -93,7 +93,7 @@ def renamed_rows(rows: Iterator[tuple[int, Any]], mapping: Mapping[str, str], fi
     for line, row in rows:
         if isinstance(row, dict):
             if not checked:
-                from prefkit.data._sources import FileContentError
+                from prefkit.data.report import FileContentError
 
                 try:
                     renamed_columns(list(row), mapping, file)

@@ -7,6 +7,10 @@ from typing import Any, Literal
 
 from prefkit.errors import InputError
 
+
+class FileContentError(InputError):
+    """The file opens but its content as a whole is unusable (empty, unknown columns, ...)."""
+
 Kind = Literal["pairs", "lists", "prompts", "unpaired", "ratings", "rating", "critiques"]
 
 MAX_LISTED = 50
