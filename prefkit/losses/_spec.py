@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -90,10 +90,6 @@ class LossSpec:
     """Short citation: authors, year, arXiv id and the equation implemented."""
     needs_reference: bool = True
     needs_lengths: bool = False
-    online: bool = False
-    """Needs samples from the current policy during training."""
-    needs_oracle: bool = False
-    """Needs a preference oracle (judge or preference model) during training."""
     strength_arg: str | None = "beta"
     """Name of the argument that ``loss.beta`` sets (``tau`` for ADPO); ``None`` if none."""
     targets_from_scores: Callable[..., torch.Tensor] | None = None
@@ -110,7 +106,6 @@ class LossSpec:
     ``loss.params``), e.g. ``max_completion_length`` = ``online.max_new_tokens``."""
     inputs: tuple[str, ...] = ()
     """Extra per-example tensors the step passes by keyword (names from :data:`INPUTS`)."""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.inputs if name not in INPUTS]

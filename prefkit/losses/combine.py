@@ -125,5 +125,4 @@ def combined_spec(weights: Mapping[str, float], nll_weight: float = 0.0) -> Loss
         paper="Pang et al. 2024 (RPO), arXiv 2404.19733; Wang et al. 2024 (MPO), arXiv 2411.10442",
         needs_reference=any(spec.needs_reference for spec in specs.values()),
         needs_lengths=nll_weight > 0 or any(spec.needs_lengths for spec in specs.values()),
-        extra={"components": dict(weights), "nll_weight": nll_weight},
     )

@@ -36,7 +36,6 @@ def test_entry_is_documented_with_a_paper(name):
         assert any(spec.strength_arg in d for d in spec.all_defaults.values()), (
             "the strength argument is keyword-only with a default"
         )
-    assert spec.online == (spec.kind in ("online", "token"))
 
 
 @pytest.mark.parametrize("name", sorted(n for n, s in LOSSES.items() if s.kind == "pairwise"))
