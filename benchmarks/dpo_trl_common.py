@@ -6,10 +6,10 @@ computation:
 
 - the data is words ``w0 .. wV-1`` of a word-level tokenizer (one word, one token), so every
   row's length is known from its text;
-- prefkit builds every row as ``[bos] + prompt + response + [eos]``. TRL tokenizes without
-  special tokens and concatenates ``prompt + response`` as one string, then appends eos: so
-  TRL's prompt text starts with the bos token and responses start with a space (as in TRL's
-  own datasets; without it the prompt's last word and the response's first would merge);
+- both build every row as ``[bos] + prompt + response + [eos]``: the tiny tokenizer adds its
+  bos itself, prefkit follows TRL 1.16's tokenization rules (``prefkit.policy.chat``), and the
+  responses start with a space (as in TRL's own datasets; without it the prompt's last word
+  and the response's first would merge in TRL's joined string);
 - TRL reads the data in order (no shuffling), as prefkit does with ``train.shuffle=false``.
 
 prefkit and TRL are imported only inside the functions that need them, so that a worker process
@@ -94,9 +94,10 @@ def pair_tokens(row: dict[str, Any]) -> int:
     return (prompt + len(row["chosen"].split()) + 2) + (prompt + len(row["rejected"].split()) + 2)
 
 
-def trl_rows(rows: Sequence[dict[str, Any]], bos_token: str) -> list[dict[str, str]]:
-    """The rows as TRL must see them to build prefkit's token sequences (module docstring)."""
-    return [{"prompt": f"{bos_token} {r['prompt']}", "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows]
+def trl_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
+    """The rows as TRL sees them: as they are (prefkit builds TRL 1.16's sequences by default,
+    ``prefkit.policy.chat``; the tiny tokenizer adds its bos itself)."""
+    return [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows]
 
 
 def in_order_trainer(base: type) -> type:

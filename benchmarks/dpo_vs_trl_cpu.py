@@ -64,7 +64,9 @@ def run_trl(args: argparse.Namespace, precompute: bool) -> dict:
     from trl import DPOConfig, DPOTrainer
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
-    dataset = Dataset.from_list(trl_rows(read_rows(args.data), tokenizer.bos_token))
+    # The rows as they are: the tiny tokenizer adds its bos itself, so TRL and prefkit build the same
+    # token sequences, [bos] + prompt + response + [eos] (prefkit.policy.chat follows TRL's rules).
+    dataset = Dataset.from_list(trl_rows(read_rows(args.data)))
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
     ref_model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
     config = DPOConfig(**trl_config_kwargs(

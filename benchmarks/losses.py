@@ -75,7 +75,16 @@ def build_cases(
                     else {}
                 )
                 rc, rr = (x["rc"], x["rr"]) if spec.needs_reference else (None, None)
+                extra.update({k: x["lc"] if k == "gold_lengths" else x["p2"] - 1 for k in spec.inputs})
                 return spec.fn(c, r, rc, rr, **extra), [c, r]
+
+            cases[name] = (f"B={PAIRS}", make)
+        elif spec.kind == "unpaired":
+
+            def make(spec=spec):
+                c = leaf(x["c"])
+                extra = {k: x["r"] if k == "kl_logps" else x["rr"] for k in spec.inputs}
+                return spec.fn(c, x["rc"], x["p"] > 0.5, **extra), [c]
 
             cases[name] = (f"B={PAIRS}", make)
         elif spec.kind == "listwise":

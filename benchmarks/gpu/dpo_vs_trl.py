@@ -270,7 +270,7 @@ def run_trl(args: argparse.Namespace, precompute: bool) -> dict[str, Any]:
             return out
 
     tokenizer = load_tokenizer(args)
-    dataset = Dataset.from_list(trl_rows(read_rows(args.data), tokenizer.bos_token))
+    dataset = Dataset.from_list(trl_rows(read_rows(args.data)))
     model = load_model(args)
     config = DPOConfig(**trl_config_kwargs(
         Path(args.workdir) / "trl", steps=args.total_steps, batch_size=PAIRS_PER_STEP, max_length=args.max_length,

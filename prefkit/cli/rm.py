@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t = rm_sub.add_parser(
         "train", help="train a preference model on pairs",
         description="Train a preference model on prompt/chosen/rejected pairs through the training engine. "
-                    "Settings resolve as: defaults <- --config YAML <- flags <- key=value overrides "
+                    "Settings resolve as: defaults <- the kind's defaults (docs/preference.md: separate head "
+                    "learning rate rm.head_lr, warm-up, train.epochs) <- --config YAML <- flags <- key=value overrides "
                     "(rm.dim=4 rm.tau=0.1 rm.eigenvalues=prompt rm.label_smoothing=0.1 train.steps=500 "
                     "tiny.hidden_size=64 ...). Writes DIR/model (load with `prefkit rm eval --model DIR`).",
     )
@@ -102,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace, extra: list[str] | None = None):
-    from prefkit.config import RunConfig, load
+    """Defaults of the kind (prefkit.preference.defaults) <- --config YAML <- flags <- overrides."""
+    from prefkit.preference.defaults import preference_config
 
     flags = []
     for flag, key in (("kind", "rm.kind"), ("scale", "rm.scale"), ("model", "model"), ("out", "out"),
@@ -110,7 +112,7 @@ def _config(args: argparse.Namespace, extra: list[str] | None = None):
         value = getattr(args, flag, None)
         if value is not None:
             flags.append(f"{key}={json.dumps(value)}")
-    return load(RunConfig, args.config, [*flags, *(extra or []), *args.overrides])
+    return preference_config(args.config, [*flags, *(extra or []), *args.overrides])
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -227,8 +229,7 @@ def _count_truncated(model: Any, records: list) -> int:
         rows = backbone.prepare([r.prompt for r in records], *responses)
     else:
         rows = backbone.prepare([r.prompt for r in records] * 2, responses[0] + responses[1])
-    specials = len(backbone.start_ids) + len(rows[0]) if rows else 0
-    return sum(1 for row in rows if sum(len(s) for s in row) + specials > backbone.max_length)
+    return sum(1 for row in rows if backbone.row_length(row) > backbone.max_length)
 
 
 def _strength(args: argparse.Namespace) -> int:

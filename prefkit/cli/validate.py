@@ -33,7 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
             "1 invalid rows or an unusable file, 2 a path that cannot be opened."
         ),
     )
-    p.add_argument("--data", required=True, metavar="FILE", help="JSONL, Parquet or save_to_disk directory")
+    p.add_argument("--data", required=True, metavar="FILE",
+                   help="JSONL, Parquet, save_to_disk directory (Dataset or DatasetDict) or hub dataset name")
+    p.add_argument("--split", default=None, help="split of a DatasetDict or hub dataset (default train)")
+    p.add_argument("--column", action="append", default=[], metavar="PREFKIT=FILE",
+                   help="column map, e.g. --column chosen=answer_good (repeatable; as data.columns)")
     p.add_argument("--max-length", type=_positive_int, default=None, metavar="N",
                    help="tokens per sequence (prompt + response); longer rows are reported")
     p.add_argument("--truncation", choices=("truncate", "error"), default="truncate",
@@ -58,17 +62,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from prefkit.data import hf_counter, validate
+    from prefkit.data import DataSource, hf_counter, validate
     from prefkit.data.ratings import detect_feedback_kind
 
-    graded = _graded_report(args, detect_feedback_kind(args.data))
+    columns = _column_map(args.column)
+    graded = _graded_report(args, detect_feedback_kind(DataSource(args.data, split=args.split, columns=columns)))
     if graded is not None:
         report = graded
     elif args.scale or args.integer:
         raise ValueError("--scale and --integer apply to ratings files (prompt/completions/ratings or "
                          "prompt/completion/rating)")
     else:
-        report = _pairwise_report(args, hf_counter, validate)
+        report = _pairwise_report(args, columns, hf_counter, validate)
     if args.json:
         print(json.dumps(report.to_json(max_listed=args.max_errors)))
     else:
@@ -80,6 +85,8 @@ def _graded_report(args: argparse.Namespace, kind: str | None):
     """The report of a ratings or critiques file (``prefkit.data.ratings``/``critiques``), else None."""
     if kind is None:
         return None
+    if args.split or args.column:
+        raise ValueError(f"--split and --column apply to pairs, lists, prompts and unpaired data, not to {kind} files")
     if args.max_length or args.tokenizer or args.no_ties or args.truncation != "truncate":
         raise ValueError(f"--max-length, --tokenizer, --truncation and --no-ties apply to pairs, lists and "
                          f"prompts files, not to {kind} files")
@@ -96,10 +103,26 @@ def _graded_report(args: argparse.Namespace, kind: str | None):
                             dedupe=args.dedupe)
 
 
-def _pairwise_report(args: argparse.Namespace, hf_counter, validate):
+def _column_map(items: list[str]) -> dict[str, str]:
+    """``--column PREFKIT=FILE`` options as a checked column map."""
+    from prefkit.data.columns import check_column_map
+
+    columns = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--column {item!r}: expected PREFKIT=FILE, e.g. chosen=answer_good")
+        key, value = item.split("=", 1)
+        columns[key.strip()] = value.strip()
+    check_column_map(columns)
+    return columns
+
+
+def _pairwise_report(args: argparse.Namespace, columns: dict[str, str], hf_counter, validate):
+    from prefkit.data import DataSource
+
     counter = hf_counter(args.tokenizer) if args.tokenizer else None
     return validate(
-        args.data,
+        DataSource(args.data, split=args.split, columns=columns),
         max_length=args.max_length,
         count_tokens=counter,
         truncation=args.truncation,

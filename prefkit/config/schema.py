@@ -10,6 +10,7 @@ output. Field names used by code outside this repository (keep them stable): ``t
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -54,6 +55,25 @@ def rating_scale(text: str) -> tuple[int, int]:
     return int(low), int(high)
 
 
+def absolute_path(value: str | None) -> str | None:
+    """``value`` as an absolute path when it names an existing local file or directory (so a
+    saved ``config.yaml`` works from any directory); anything else (``tiny``, a hub name, a
+    missing path that the reader will report) is kept as given."""
+    if value is None or value == "" or not os.path.exists(value):
+        return value
+    return os.path.abspath(value)
+
+
+def _absolute_field(obj: Any, name: str, *, prefix: str = "", always: bool = False) -> None:
+    """Rewrite a frozen dataclass's path field in place (``__post_init__`` only)."""
+    value = getattr(obj, name)
+    if not isinstance(value, str) or not value.startswith(prefix):
+        return
+    rest = value[len(prefix):]
+    resolved = os.path.abspath(rest) if always and rest else absolute_path(rest)
+    object.__setattr__(obj, name, prefix + resolved if resolved is not None else value)
+
+
 @dataclass(frozen=True)
 class TinyConfig:
     """The built-in tiny Llama-architecture policy, built from this config (``--model tiny``)."""
@@ -80,12 +100,16 @@ class TinyConfig:
             )
 
 
+DEFAULT_STEPS = 200
+"""``train.steps``'s default: the value that means "not set" when ``train.epochs`` is given."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The optimisation loop (owned by ``prefkit.engine``)."""
 
-    steps: int = 200
-    """Optimizer steps."""
+    steps: int = DEFAULT_STEPS
+    """Optimizer steps (see ``epochs`` for a length in passes over the data)."""
     batch_size: int = 8
     """Examples (pairs, lists or sequences) per optimizer step."""
     grad_accum: int = 1
@@ -97,6 +121,13 @@ class TrainConfig:
     adam_eps: float = 1e-8
     schedule: Literal["constant", "linear", "cosine"] = "constant"
     warmup_steps: int = 0
+    warmup_ratio: float = 0.0
+    """Warm-up as a fraction of the run's optimizer steps (``warmup_steps`` or this, not both)."""
+    epochs: float | None = None
+    """Length in passes over the training examples instead of ``steps``: the run takes
+    ``ceil(epochs * examples / batch_size)`` optimizer steps. Set it or ``steps``, not both
+    (``steps`` must then stay at its default, 200; both set is refused). Preference-model and
+    offline policy runs; online methods count rounds with ``online.epochs`` instead."""
     max_grad_norm: float | None = 1.0
     """Clip the global gradient norm to this value; ``null`` disables clipping."""
     max_length: int = 512
@@ -172,6 +203,30 @@ class TrainConfig:
             raise ConfigError(f"train.device: {self.device!r} is not one of auto, cpu, cuda, cuda:N, mps")
         trackers = self.report_to.split(",") if isinstance(self.report_to, str) else list(self.report_to)
         object.__setattr__(self, "report_to", [t.strip() for t in trackers if t.strip()] or ["none"])
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.warmup_ratio and self.warmup_steps:
+            raise ValueError("train.warmup_steps and train.warmup_ratio are both set: give one")
+        if self.epochs is not None:
+            if not self.epochs > 0:
+                raise ValueError(f"train.epochs must be positive, got {self.epochs}")
+            if self.steps != DEFAULT_STEPS:
+                raise ValueError(
+                    f"train.epochs ({self.epochs}) and train.steps ({self.steps}) are both set: give one "
+                    "(epochs sets the number of steps from the data size)"
+                )
+
+    def steps_for(self, examples: int) -> TrainConfig:
+        """This config with ``epochs`` turned into ``steps`` for ``examples`` training examples
+        (unchanged when ``epochs`` is not set)."""
+        import math
+        from dataclasses import replace
+
+        if self.epochs is None:
+            return self
+        if examples <= 0:
+            raise ValueError("train.epochs needs at least one training example")
+        return replace(self, epochs=None, steps=max(1, math.ceil(self.epochs * examples / self.batch_size)))
 
 
 @dataclass(frozen=True)
@@ -202,7 +257,10 @@ class DataConfig:
     """Where training data comes from when it is a file (``--data FILE``)."""
 
     path: str | None = None
+    """A JSONL or Parquet file, a ``datasets`` ``save_to_disk`` directory (a Dataset or a
+    DatasetDict), or a Hugging Face hub dataset name (when the machine has network)."""
     eval_path: str | None = None
+    """Held-out data in any of the forms of ``path``; unset: ``eval_split`` of ``path``."""
     skip_invalid: bool = False
     """Skip malformed rows (counted and reported) instead of stopping at the first one."""
     dedupe: bool = False
@@ -210,10 +268,32 @@ class DataConfig:
     max_row_bytes: int | None = 16 * 1024 * 1024
     """A row (JSONL line, or a Parquet row's text) longer than this is invalid and never parsed
     (16 MiB: ~4M tokens, beyond any context window; ``null``: no limit)."""
+    split: str | None = None
+    """The split to train on when ``path`` is a DatasetDict or a hub dataset (``None``:
+    ``train``); an error for a single file or Dataset."""
+    eval_split: str | None = None
+    """The held-out split: of ``eval_path`` when given, else of ``path`` (``None``: ``test``
+    when the DatasetDict has one, else no held-out data)."""
+    columns: dict[str, str] = field(default_factory=dict)
+    """Column map for files with other names: ``{prefkit column: file column}``, e.g.
+    ``data.columns.chosen=answer_good`` (prefkit columns: see ``prefkit.data.COLUMNS``)."""
+    unpair: bool = False
+    """Unpaired methods (``kto``, ``bco_unpaired``, ``apo_zero_unpaired``): accept a pairs file and
+    split each pair into a desirable and an undesirable row (``prefkit.data.unpair``, as TRL's
+    ``unpair_preference_dataset``); other methods refuse it."""
 
     def __post_init__(self) -> None:
         if self.max_row_bytes is not None and self.max_row_bytes < 1:
             raise ConfigError(f"data.max_row_bytes: must be null (no limit) or >= 1, got {self.max_row_bytes}")
+        from prefkit.data.columns import check_column_map
+
+        check_column_map(self.columns)
+        for name in ("split", "eval_split"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ValueError(f"data.{name} must be a split name, got {value!r}")
+        _absolute_field(self, "path")
+        _absolute_field(self, "eval_path")
 
 
 @dataclass(frozen=True)
@@ -345,6 +425,10 @@ class OnlineConfig:
         if self.critic_model is not None and self.critic == "shared":
             raise ValueError("online.critic_model starts a separate critic; a shared critic is a head on the "
                              "policy's backbone (set online.critic=separate, or drop online.critic_model)")
+        if self.judge not in ("world", "world-truth"):
+            scheme = next((p for p in ("llm:", "rubric:", "exemplars:") if self.judge.startswith(p)), "")
+            _absolute_field(self, "judge", prefix=scheme)
+        _absolute_field(self, "answers")
 
 
 @dataclass(frozen=True)
@@ -408,6 +492,12 @@ class RewardModelConfig:
     ordinal_variant: Literal["likelihood", "nested"] = "likelihood"
     """``rm.kind=ordinal``: the exact cumulative-logit likelihood, or GNOLR-style nested binary
     objectives (``prefkit.losses.ordinal``)."""
+    head_lr: float | None = None
+    """Learning rate of the head (the backbone uses ``train.lr``); ``None``: ``train.lr``.
+    ``prefkit rm train`` sets a per-kind default (docs/preference.md)."""
+    center_rewards_coefficient: float | None = None
+    """BT: weight ``c`` of the auxiliary loss ``c (r_c + r_r)^2`` that keeps rewards centred on
+    zero (Eisenstein et al. 2023; TRL's ``RewardConfig.center_rewards_coefficient``); ``None``: off."""
 
     def __post_init__(self) -> None:
         if self.kind == "ordinal":
@@ -427,6 +517,13 @@ class RewardModelConfig:
             if self.ordinal_variant != "likelihood":
                 raise ConfigError(f"rm.ordinal_variant applies to rm.kind=ordinal, not rm.kind={self.kind}: "
                                   "remove it")
+        if self.head_lr is not None and not self.head_lr > 0:
+            raise ValueError(f"rm.head_lr must be positive, got {self.head_lr}")
+        if self.center_rewards_coefficient is not None:
+            if not self.center_rewards_coefficient >= 0:
+                raise ValueError(f"rm.center_rewards_coefficient must be >= 0, got {self.center_rewards_coefficient}")
+            if self.kind != "bt":
+                raise ValueError("rm.center_rewards_coefficient centres scalar rewards: it needs rm.kind=bt")
         if self.dim <= 0 or self.dim % 2:
             raise ValueError(f"rm.dim must be a positive even number (2k), got {self.dim}")
         _number("rm.tau", self.tau, low=0.0, low_open=True)
@@ -636,7 +733,7 @@ class RunConfig:
     genrm: GenerativeJudgeConfig = field(default_factory=GenerativeJudgeConfig)
 
     def __post_init__(self) -> None:
-        """Rules across sections (each section checks its own keys)."""
+        """Rules across sections (each section checks its own keys); paths made absolute."""
         for section, methods in SECTION_METHODS.items():
             value = getattr(self, section)
             if self.method not in methods and value != type(value)():
@@ -652,3 +749,9 @@ class RunConfig:
                 f"train.max_length ({self.train.max_length}): the tiny model has no positions for the "
                 "longer sequences; raise tiny.max_position_embeddings or lower train.max_length"
             )
+        # Paths are stored absolute, so config.yaml (and --resume, prefkit eval --policy RUN)
+        # means the same files from any working directory.
+        if self.model != "tiny":
+            _absolute_field(self, "model")
+        _absolute_field(self, "ref_model")
+        _absolute_field(self, "out", always=True)

@@ -309,8 +309,21 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def load(cls: type[T], path: str | Path | None = None, overrides: Iterable[str] = ()) -> T:
-    """Resolve a config: dataclass defaults <- YAML file <- dotted overrides."""
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``top``'s values on top, sections merged key by key."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load(cls: type[T], path: str | Path | None = None, overrides: Iterable[str] = (), *,
+         defaults: Iterable[str] = ()) -> T:
+    """Resolve a config: dataclass defaults <- ``defaults`` (dotted, e.g. a command's own
+    defaults) <- YAML file <- dotted overrides."""
     data = load_yaml(path) if path is not None else {}
     if path is not None:
         try:
@@ -319,6 +332,7 @@ def load(cls: type[T], path: str | Path | None = None, overrides: Iterable[str] 
             pass  # the overrides may fix it: checked on the merged config below
         except ConfigError as err:
             raise ConfigError(f"{path}: {err}") from err
+    data = _merge(apply_overrides(cls, {}, defaults), data)
     return from_dict(cls, apply_overrides(cls, data, overrides))
 
 

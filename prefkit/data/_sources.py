@@ -14,16 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prefkit.data.report import RowError
+from prefkit.data.report import FileContentError, RowError
 from prefkit.errors import InputError
+
+__all__ = ["FileContentError", "RowSource", "open_source", "row_bytes", "row_too_long"]
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 BATCH_ROWS = 1024
-
-
-class FileContentError(InputError):
-    """The file opens but its content as a whole is unusable (empty, unknown columns, ...)."""
 
 
 @dataclass
@@ -37,13 +35,19 @@ class RowSource:
 
 
 def open_source(data: Any, *, max_row_bytes: int | None = None) -> RowSource:
-    """Open a path (JSONL, Parquet, ``save_to_disk`` directory) or a ``datasets.Dataset``.
+    """Open a path (JSONL, Parquet, ``save_to_disk`` directory), a ``datasets.Dataset``, or a
+    :class:`~prefkit.data.sources.DataSource` (a split of a DatasetDict or hub dataset, a column
+    map).
 
     Path problems (missing file, unknown type) raise :class:`InputError`; a file that opens but
     cannot be read raises :class:`FileContentError`. A JSONL line longer than ``max_row_bytes``
     is read in bounded pieces and becomes a :class:`RowError` (columnar rows are measured by the
     reader with :func:`row_bytes`).
     """
+    from prefkit.data.sources import DataSource
+
+    if isinstance(data, DataSource):
+        return _mapped_source(data, max_row_bytes)
     if not isinstance(data, (str, os.PathLike)):
         return _dataset_source(data, "<datasets.Dataset>")
     if isinstance(data, str) and data.startswith("studio:"):  # the votes of a prefkit studio project
@@ -67,6 +71,23 @@ def open_source(data: Any, *, max_row_bytes: int | None = None) -> RowSource:
         "(.parquet) or a directory written by datasets' Dataset.save_to_disk",
         file=name,
     )
+
+
+def _mapped_source(data: Any, max_row_bytes: int | None) -> RowSource:
+    from prefkit.data.columns import renamed_columns, renamed_rows
+    from prefkit.data.sources import resolve
+
+    target, name = resolve(data)
+    source = open_source(target, max_row_bytes=max_row_bytes)
+    if not isinstance(target, (str, os.PathLike)):
+        source.file = name
+    if not data.columns:
+        return source
+    columns = source.columns
+    if columns is not None:
+        columns = renamed_columns(columns, data.columns, source.file)
+    rows = renamed_rows(source.rows, data.columns, source.file, check_first=source.columns is None)
+    return RowSource(source.file, columns, rows, source.blank_lines)
 
 
 def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

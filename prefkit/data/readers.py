@@ -7,7 +7,8 @@ Formats (docs/data.md has the full rules):
   ``annotator``; without a ``prompt`` column, TRL's implicit prompt (the shared prefix of
   ``chosen`` and ``rejected``) is split out;
 - lists: ``prompt``, ``responses`` (K >= 2), ``scores`` (K numbers, higher is better);
-- prompts: ``prompt`` only, for online training.
+- prompts: ``prompt`` only, for online training;
+- unpaired: TRL's ``prompt``/``completion``/``label`` (true: desirable), for KTO-style losses.
 
 Every invalid row is found (not only the first): the readers raise one
 :class:`~prefkit.data.report.InvalidRowsError` naming the first (file, line, field) and
@@ -36,25 +37,33 @@ from prefkit.data._fields import (
 )
 from prefkit.data._sources import FileContentError, RowSource, open_source, row_bytes, row_too_long
 from prefkit.data.lengths import over_length
-from prefkit.data.records import ListRecord, PairRecord, PromptRecord, Text
+from prefkit.data.records import ListRecord, PairRecord, PromptRecord, Text, UnpairedRecord
 from prefkit.data.report import InvalidRowsError, Kind, LengthStats, ReadReport, RowError
 from prefkit.data.tokens import TokenCounter, as_counter, render_plain
 
 Truncation = Literal["truncate", "error"]
-Record = PairRecord | ListRecord | PromptRecord
+Record = PairRecord | ListRecord | PromptRecord | UnpairedRecord
 
 PAIR_COLUMNS = ("prompt", "chosen", "rejected", "label", "margin", "weight", "annotator")
 LIST_COLUMNS = ("prompt", "responses", "scores")
 PROMPT_COLUMNS = ("prompt",)
+UNPAIRED_COLUMNS = ("prompt", "completion", "label", "weight", "annotator")
 KNOWN_COLUMNS: dict[Kind, tuple[str, ...]] = {
     "pairs": PAIR_COLUMNS,
     "lists": LIST_COLUMNS,
     "prompts": PROMPT_COLUMNS,
+    "unpaired": UNPAIRED_COLUMNS,
 }
 DESCRIBE: dict[Kind, str] = {
     "pairs": "pairs (prompt, chosen, rejected)",
     "lists": "ranked lists (prompt, responses, scores)",
     "prompts": "prompts (prompt only)",
+    "unpaired": "unpaired feedback (prompt, completion, label)",
+}
+HINTS: dict[tuple[Kind, Kind], str] = {
+    ("pairs", "unpaired"): "; unpaired rows train KTO-style losses (kto, bco_unpaired, apo_zero_unpaired)",
+    ("unpaired", "pairs"): "; to train an unpaired loss on pairs, set data.unpair=true (each pair becomes a "
+                           "desirable and an undesirable row; in Python: read_unpaired(..., split_pairs=True))",
 }
 
 
@@ -67,10 +76,7 @@ def detect_kind(columns: Iterable[str]) -> Kind:
         return "lists"
     listed = ", ".join(sorted(names)) or "none"
     if {"completion", "label"} <= names:
-        raise FileContentError(
-            f"unpaired preference data (TRL's prompt/completion/label, KTO-style; columns: {listed}) "
-            "is not supported: prefkit reads pairs, ranked lists or prompts"
-        )
+        return "unpaired"
     if names & {"completions", "ratings", "rating"}:
         raise FileContentError(
             f"this is a ratings file (graded feedback; columns: {listed}), not pairs, lists or prompts: train an "
@@ -129,6 +135,9 @@ def _row_key(record: Any) -> tuple[Hashable, ...]:
         )
     if isinstance(record, ListRecord):
         return (_text_key(record.prompt), tuple(map(_text_key, record.responses)), tuple(record.scores))
+    if isinstance(record, UnpairedRecord):
+        return (_text_key(record.prompt), _text_key(record.completion), record.label, record.weight,
+                record.annotator)
     return (_text_key(record.prompt),)
 
 
@@ -260,10 +269,43 @@ def _parse_prompt(row: dict[str, Any], source: tuple[str, int]) -> tuple[PromptR
     return PromptRecord(prompt=prompt, source=source), False
 
 
+def _parse_unpaired(row: dict[str, Any], source: tuple[str, int]) -> tuple[UnpairedRecord, bool]:
+    for column in ("prompt", "completion", "label"):
+        if column not in row:
+            raise RowProblem(column, f"missing column '{column}'")
+    prompt = parse_text(row["prompt"], "prompt")
+    completion = parse_text(row["completion"], "completion")
+    _check_formats([("prompt", prompt), ("completion", completion)])
+    _responses_after_prompt(prompt, [("completion", completion)])
+    if is_empty(completion):
+        raise RowProblem("completion", "is empty: a response must have content")
+    label = row["label"]
+    if isinstance(label, int) and not isinstance(label, bool) and label in (0, 1):
+        label = bool(label)
+    if not isinstance(label, bool):
+        raise RowProblem("label", f"must be true (desirable) or false (undesirable), got {label!r}")
+    weight, annotator = _optional(row, "weight"), _optional(row, "annotator")
+    if annotator is not None:
+        if isinstance(annotator, int) and not isinstance(annotator, bool):
+            annotator = str(annotator)
+        elif not isinstance(annotator, str):
+            raise RowProblem("annotator", f"must be a string or an integer id, got {type_name(annotator)}")
+    record = UnpairedRecord(
+        prompt=prompt,
+        completion=completion,
+        label=label,
+        weight=None if weight is None else parse_number(weight, "weight", low=0.0),
+        annotator=annotator,
+        source=source,
+    )
+    return record, False
+
+
 PARSERS: dict[Kind, Callable[[dict[str, Any], tuple[str, int]], tuple[Any, bool]]] = {
     "pairs": _parse_pair,
     "lists": _parse_list,
     "prompts": _parse_prompt,
+    "unpaired": _parse_unpaired,
 }
 
 
@@ -298,7 +340,8 @@ def _check_columns(source: RowSource, kind: Kind) -> None:
     """A columnar source lacking a required column fails once, not once per row."""
     if source.columns is None:
         return
-    required = {"pairs": ("chosen", "rejected"), "lists": ("responses", "scores"), "prompts": ("prompt",)}
+    required = {"pairs": ("chosen", "rejected"), "lists": ("responses", "scores"), "prompts": ("prompt",),
+                "unpaired": ("prompt", "completion", "label")}
     for column in required[kind]:
         if column not in source.columns:
             raise FileContentError(
@@ -383,6 +426,8 @@ class _Scan:
             return [("chosen", record.chosen), ("rejected", record.rejected)]
         if self.kind == "lists":
             return [(f"responses[{i}]", r) for i, r in enumerate(record.responses)]
+        if self.kind == "unpaired":
+            return [("completion", record.completion)]
         return [("prompt", record.prompt)]
 
     def measure(self, record: Any) -> tuple[int, list[int], bool] | None:
@@ -479,6 +524,16 @@ class _Scan:
                     f"{file}:{line}: prefers the other response than line {winner_of[key][1]} "
                     "(same prompt and pair; annotators disagree)"
                 )
+        elif isinstance(record, UnpairedRecord):
+            key = _fingerprint("\x00".join([canonical(record.prompt), canonical(record.completion)]))
+            verdict = _fingerprint("desirable" if record.label else "undesirable")
+            if key not in winner_of:
+                winner_of[key] = (verdict, line)
+            elif winner_of[key][0] != verdict:
+                return (
+                    f"{file}:{line}: labels the completion the other way than line {winner_of[key][1]} "
+                    "(same prompt and completion; annotators disagree)"
+                )
         elif isinstance(record, ListRecord):
             score_of: dict[str, float] = {}
             for i, (response, score) in enumerate(zip(record.responses, record.scores)):
@@ -507,7 +562,8 @@ def _scan(data: Any, expected: Kind | None, options: _Options) -> tuple[list[Any
     if expected is not None and expected != "prompts" and kind is not None and kind != expected:
         columns = ", ".join(source.columns) if source.columns else "see the first row"
         raise FileContentError(
-            f"expected {DESCRIBE[expected]} but the file holds {DESCRIBE[kind]} (columns: {columns})",
+            f"expected {DESCRIBE[expected]} but the file holds {DESCRIBE[kind]} (columns: {columns})"
+            + HINTS.get((expected, kind), ""),
             file=source.file,
         )
     if kind is not None:
@@ -614,7 +670,7 @@ def read_prompts(
     counted in a warning). An empty prompt is always invalid here."""
     options = _options(skip_invalid, True, dedupe, max_length, truncation, count_tokens, max_row_bytes)
     records, report = _scan(data, "prompts", options)
-    if report.kind in ("pairs", "lists"):
+    if report.kind in ("pairs", "lists", "unpaired"):
         records, report = _prompts_of(records, report, options)
     return _finish_read(records, report)
 
@@ -639,6 +695,34 @@ def _prompts_of(records: list[Any], report: ReadReport, options: _Options) -> tu
         report.warnings.append(f"{repeats} rows repeat an earlier prompt; {len(prompts)} distinct prompts kept")
     report.kept = len(prompts)
     return prompts, report
+
+
+def read_unpaired(
+    data: Any,
+    *,
+    skip_invalid: bool = False,
+    dedupe: bool = False,
+    max_length: int | None = None,
+    truncation: Truncation = "truncate",
+    count_tokens: TokenCounter | Callable[[str], int] | None = None,
+    split_pairs: bool = False,
+    max_row_bytes: int | None = MAX_ROW_BYTES,
+) -> tuple[list[UnpairedRecord], ReadReport]:
+    """Unpaired feedback (TRL's ``prompt``/``completion``/``label``); arguments as
+    :func:`read_pairs`. With ``split_pairs=True`` a pairs file is accepted too and each pair
+    becomes a desirable and an undesirable row (:func:`prefkit.data.unpair`, as TRL's
+    ``KTOTrainer`` does); without it a pairs file is an error that says so."""
+    options = _options(skip_invalid, True, dedupe, max_length, truncation, count_tokens, max_row_bytes)
+    if split_pairs:
+        source = open_source(data, max_row_bytes=max_row_bytes)
+        kind, _ = _detect(source)
+        if kind == "pairs":
+            from prefkit.data.unpaired import unpair
+
+            pairs, report = read_pairs(data, skip_invalid=skip_invalid, dedupe=dedupe, max_length=max_length,
+                                       truncation=truncation, count_tokens=count_tokens, max_row_bytes=max_row_bytes)
+            return unpair(pairs), report
+    return _finish_read(*_scan(data, "unpaired", options))
 
 
 def read_feedback(

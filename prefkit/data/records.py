@@ -63,3 +63,27 @@ class ListRecord:
 
     def to_json(self) -> dict[str, Any]:
         return {"prompt": self.prompt, "responses": self.responses, "scores": self.scores}
+
+
+@dataclass(frozen=True)
+class UnpairedRecord:
+    """One response with a thumbs-up or thumbs-down: TRL's unpaired preference format
+    (``prompt``, ``completion``, ``label``), as KTO, unpaired BCO and APO-zero (unpaired) use.
+
+    ``label`` is True when the completion is desirable; ``weight`` an optional per-example
+    weight, ``annotator`` who labelled it.
+    """
+
+    prompt: Text
+    completion: Text
+    label: bool
+    weight: float | None = None
+    annotator: str | None = None
+    source: Source | None = field(default=None, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        row: dict[str, Any] = {"prompt": self.prompt, "completion": self.completion, "label": self.label}
+        for name in ("weight", "annotator"):
+            if getattr(self, name) is not None:
+                row[name] = getattr(self, name)
+        return row

@@ -7,7 +7,11 @@ from typing import Any, Literal
 
 from prefkit.errors import InputError
 
-Kind = Literal["pairs", "lists", "prompts", "ratings", "rating", "critiques"]
+
+class FileContentError(InputError):
+    """The file opens but its content as a whole is unusable (empty, unknown columns, ...)."""
+
+Kind = Literal["pairs", "lists", "prompts", "unpaired", "ratings", "rating", "critiques"]
 
 MAX_LISTED = 50
 """How many problems an error message or a printed report lists before summarising the rest."""

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from prefkit._atomic import atomic_path
-from prefkit.data.records import ListRecord, PairRecord, PromptRecord
+from prefkit.data.records import ListRecord, PairRecord, PromptRecord, UnpairedRecord
 
-Record = PairRecord | ListRecord | PromptRecord
+Record = PairRecord | ListRecord | PromptRecord | UnpairedRecord
 OPTIONAL_PAIR_COLUMNS = ("label", "margin", "weight", "annotator")
 
 
@@ -20,9 +20,10 @@ def _one_type(records: Iterable[Record]) -> tuple[list[Record], type]:
     if not rows:
         raise ValueError("no records to write (an empty feedback file cannot be read back)")
     kinds = {type(r) for r in rows}
-    if len(kinds) > 1 or not kinds <= {PairRecord, ListRecord, PromptRecord}:
+    if len(kinds) > 1 or not kinds <= {PairRecord, ListRecord, PromptRecord, UnpairedRecord}:
         names = ", ".join(sorted(k.__name__ for k in kinds))
-        raise ValueError(f"records must all be PairRecord, all ListRecord or all PromptRecord, got {names}")
+        raise ValueError(f"records must all be PairRecord, all ListRecord, all PromptRecord or all UnpairedRecord, "
+                         f"got {names}")
     return rows, kinds.pop()
 
 
@@ -54,6 +55,13 @@ def columns_of(records: Iterable[Record]) -> dict[str, list[Any]]:
         }
     if kind is PromptRecord:
         return {"prompt": [r.prompt for r in rows]}
+    if kind is UnpairedRecord:
+        unpaired: dict[str, list[Any]] = {"prompt": [r.prompt for r in rows], "completion": [r.completion for r in rows],
+                                          "label": [r.label for r in rows]}
+        for name in ("weight", "annotator"):
+            if any(getattr(r, name) is not None for r in rows):
+                unpaired[name] = [getattr(r, name) for r in rows]
+        return unpaired
     columns: dict[str, list[Any]] = {
         "prompt": [r.prompt for r in rows],
         "chosen": [r.chosen for r in rows],

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from prefkit.config import RunConfig
-from prefkit.data import ListRecord, PairRecord
+from prefkit.data import ListRecord, PairRecord, UnpairedRecord
 from prefkit.engine.methods import Method
 from prefkit.errors import InputError
 
@@ -29,6 +29,8 @@ class TrainData:
     """(prompt, response) for SFT; built from pairs' chosen responses when absent."""
     prompts: Sequence[Any] | None = None
     """Prompts for online methods."""
+    unpaired: Sequence[UnpairedRecord] | None = None
+    """One completion per example with a desirable/undesirable label (KTO and the unpaired losses)."""
     sources: Sequence[Any] | None = None
     report: Any = None
 
@@ -48,6 +50,8 @@ class TrainData:
             add(r.prompt)
             for resp in r.responses:
                 add(resp)
+        for r in self.unpaired or ():
+            add(r.prompt), add(r.completion)
         for p, resp in self.sequences or ():
             add(p), add(resp)
         for p in self.prompts or ():
@@ -72,13 +76,27 @@ def batch_indices(n: int, batch_size: int, step: int, seed: int, shuffle: bool) 
     return out
 
 
-def load_train_data(cfg: RunConfig, method: Method) -> TrainData:
-    """Read ``cfg.data.path`` in the shape the method needs."""
-    from prefkit.data import read_lists, read_options, read_pairs, read_prompts
+def check_unpair(cfg: RunConfig, method: Method) -> None:
+    """``data.unpair`` splits pairs for an unpaired loss; any other method refuses it (it would be
+    read by nothing)."""
+    if cfg.data.unpair and method.step != "unpaired":
+        raise InputError(f"data.unpair splits pairs into desirable/undesirable rows for an unpaired method (kto, "
+                         f"bco_unpaired, apo_zero_unpaired); --method {method.name} reads the data as it is: remove "
+                         "data.unpair", field="data.unpair")
 
-    if cfg.data.path is None:
-        raise InputError("no training data: pass --data FILE", field="data.path")
-    path = cfg.data.path
+
+def load_train_data(cfg: RunConfig, method: Method) -> TrainData:
+    """Read ``cfg.data.path`` (its ``data.split``, through ``data.columns``) in the shape the
+    method needs."""
+    from prefkit.data import read_lists, read_options, read_pairs, read_prompts, train_source
+
+    path = train_source(cfg.data)
+    check_unpair(cfg, method)
+    if method.step == "unpaired":
+        from prefkit.data import read_unpaired
+
+        rows, report = read_unpaired(path, split_pairs=cfg.data.unpair, **read_options(cfg.data))
+        return TrainData(unpaired=rows, report=report)
     if method.step == "listwise":
         records, report = read_lists(path, **read_options(cfg.data))
         return TrainData(lists=records, report=report)
@@ -96,18 +114,28 @@ def load_train_data(cfg: RunConfig, method: Method) -> TrainData:
 
 
 def load_eval_data(cfg: RunConfig, method: Method) -> TrainData | None:
-    """Held-out data for ``data.eval_path`` (``None`` when not set), in the method's shape."""
-    if cfg.data.eval_path is None:
-        return None
-    from prefkit.data import read_lists, read_options, read_pairs
+    """Held-out data (``data.eval_path``, ``data.eval_split``, or a DatasetDict's ``test`` split;
+    ``prefkit.data.eval_source``), in the method's shape; ``None`` when there is none."""
+    from prefkit.data import eval_source, read_lists, read_options, read_pairs
 
-    if method.step == "listwise":
-        records, report = read_lists(cfg.data.eval_path, **read_options(cfg.data))
-        return TrainData(lists=records, report=report)
     if method.step == "online":
-        raise InputError("data.eval_path: held-out evaluation scores pairs or lists against the training loss; "
-                         "online methods are evaluated on a world (--world)", field="data.eval_path")
-    records, report = read_pairs(cfg.data.eval_path, **read_options(cfg.data))
+        if cfg.data.eval_path is not None or cfg.data.eval_split is not None:
+            key = "data.eval_path" if cfg.data.eval_path is not None else "data.eval_split"
+            raise InputError(f"{key}: held-out evaluation scores pairs or lists against the training loss; "
+                             "online methods are evaluated on a world (--world)", field=key)
+        return None
+    held_out = eval_source(cfg.data)
+    if held_out is None:
+        return None
+    if method.step == "listwise":
+        records, report = read_lists(held_out, **read_options(cfg.data))
+        return TrainData(lists=records, report=report)
+    if method.step == "unpaired":
+        from prefkit.data import read_unpaired
+
+        rows, report = read_unpaired(held_out, split_pairs=cfg.data.unpair, **read_options(cfg.data))
+        return TrainData(unpaired=rows, report=report)
+    records, report = read_pairs(held_out, **read_options(cfg.data))
     if method.step == "sft":
         return TrainData(sequences=[(r.prompt, r.chosen) for r in records], sources=[r.source for r in records],
                          report=report)

@@ -10,10 +10,12 @@ from typing import Any
 import torch
 
 from prefkit.config import LossConfig
-from prefkit.engine.methods import Method
+from prefkit.engine.methods import KL_INPUTS, STEP_INPUTS, TAIL_INPUTS, WPO_INPUTS, Method
 from prefkit.losses import LOSSES, LossSpec, combined_spec
 
-ENGINE_FED = frozenset({"chosen_lengths", "rejected_lengths", "mask", "lengths"})
+__all__ = ["ENGINE_FED", "KL_INPUTS", "TAIL_INPUTS", "WPO_INPUTS", "ResolvedLoss", "resolve_loss", "symmetrised"]
+
+ENGINE_FED = frozenset({"chosen_lengths", "rejected_lengths", "mask", "lengths", "kl"})
 """Keyword arguments the engine fills from the batch (never set by ``loss.params``)."""
 
 
@@ -42,10 +44,17 @@ def resolve_loss(method: Method, cfg: LossConfig) -> ResolvedLoss | None:
     if name not in LOSSES:
         raise ValueError(f"loss.name: unknown loss {name!r} (known: {', '.join(sorted(LOSSES))})")
     spec = LOSSES[name]
+    if method.step in STEP_INPUTS and spec.kind != method.step:
+        raise ValueError(f"loss.name={name}: a {spec.kind} loss, and --method {method.name} trains on the "
+                         f"{method.step} step; choose a {method.step} loss (docs/methods.md)")
+    missing = [i for i in spec.inputs if i not in STEP_INPUTS.get(method.step, frozenset())]
+    if missing:
+        raise ValueError(f"loss.name={name}: needs {', '.join(missing)}, which the {method.step} step does not "
+                         "compute (docs/methods.md, 'Losses that need more than the standard step computes')")
     params = {**method.loss_params, **cfg.params}
     signature = inspect.signature(spec.fn).parameters
     keyword_only = {n for n, p in signature.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
-    settable = keyword_only - ENGINE_FED
+    settable = keyword_only - ENGINE_FED - set(spec.inputs)
     for key in params:
         if key not in settable:
             raise ValueError(
@@ -71,11 +80,16 @@ def symmetrised(fn: Callable[..., torch.Tensor], labels: torch.Tensor, c: torch.
     forward = fn(c, r, rc, rr, **kwargs)
     if bool((labels == 1).all()):
         return forward
-    swapped_kwargs = dict(kwargs)
-    if "chosen_lengths" in kwargs:
-        swapped_kwargs["chosen_lengths"], swapped_kwargs["rejected_lengths"] = (
-            kwargs["rejected_lengths"],
-            kwargs["chosen_lengths"],
-        )
+    swapped_kwargs = {_swapped(key): value for key, value in kwargs.items()}
     backward = fn(r, c, rr, rc, **swapped_kwargs)
     return labels * forward + (1 - labels) * backward
+
+
+def _swapped(key: str) -> str:
+    """A per-response keyword's name with chosen and rejected exchanged (``chosen_lengths`` <->
+    ``rejected_lengths``, ``ref_chosen_tail_logps`` <-> ``ref_rejected_tail_logps``)."""
+    if "chosen_" in key:
+        return key.replace("chosen_", "rejected_", 1)
+    if "rejected_" in key:
+        return key.replace("rejected_", "chosen_", 1)
+    return key

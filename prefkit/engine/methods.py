@@ -2,7 +2,7 @@
 
 A method names one of the engine's step shapes and, for the loss-driven ones, a registry loss
 plus default settings. Every pairwise and listwise loss of ``prefkit.losses.LOSSES`` is a
-method under its own name; a few well-known recipes are added on top (cDPO, RPO, SFT). Online
+method under its own name, and so is every unpaired one (KTO, unpaired BCO, APO-zero); a few well-known recipes are added on top (cDPO, RPO, SFT). Online
 methods (sample -> judge -> update) carry a :class:`Recipe` and are registered by
 ``prefkit.engine.online.methods``.
 """
@@ -15,8 +15,19 @@ from typing import Any, Literal
 
 from prefkit.losses import LOSSES
 
-StepKind = Literal["sft", "pairwise", "listwise", "online", "hindsight", "ilf", "genrm"]
+StepKind = Literal["sft", "pairwise", "listwise", "unpaired", "online", "hindsight", "ilf", "genrm"]
 """The run builder a method uses (``prefkit.engine.train.RUN_BUILDERS``)."""
+
+TAIL_INPUTS = ("chosen_tail_logps", "rejected_tail_logps", "ref_chosen_tail_logps", "ref_rejected_tail_logps")
+WPO_INPUTS = ("chosen_wpo_logps", "rejected_wpo_logps")
+KL_INPUTS = ("kl_logps", "ref_kl_logps")
+STEP_INPUTS: dict[str, frozenset[str]] = {
+    "pairwise": frozenset(TAIL_INPUTS + WPO_INPUTS),
+    "listwise": frozenset(),
+    "unpaired": frozenset(KL_INPUTS),
+}
+"""The ``LossSpec.inputs`` each offline step shape computes (``prefkit.engine.offline.shapes``):
+a loss needing any other input (TPO's gold response) is not a method and ``loss.name`` refuses it."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +78,7 @@ class Method:
 def _from_registry() -> dict[str, Method]:
     methods = {}
     for name, spec in LOSSES.items():
-        if spec.kind in ("pairwise", "listwise"):
+        if spec.kind in STEP_INPUTS and set(spec.inputs) <= STEP_INPUTS[spec.kind]:
             methods[name] = Method(name, spec.kind, name, spec.paper)
     return methods
 

@@ -1,4 +1,9 @@
-"""AdamW with decoupled weight decay (not on biases and norms) and a warmup schedule."""
+"""AdamW with decoupled weight decay (not on biases and norms) and a warmup schedule.
+
+Parameters may have their own learning rates (``lr_of(name)``, e.g. a preference model's head
+at ``rm.head_lr`` and its backbone at ``train.lr``): each group keeps its ``base_lr`` and the
+schedule multiplies every group's base by the same factor.
+"""
 
 from __future__ import annotations
 
@@ -38,12 +43,18 @@ def build_optimizer(named_params: Iterable[tuple[str, torch.nn.Parameter]], cfg:
     )
 
 
+def warmup_steps(cfg: TrainConfig) -> int:
+    """``warmup_steps``, or ``warmup_ratio`` of the run's steps (rounded)."""
+    return cfg.warmup_steps or round(cfg.warmup_ratio * cfg.steps)
+
+
 def lr_factor(step: int, cfg: TrainConfig) -> float:
     """Multiplier on ``cfg.lr`` at optimizer step ``step`` (0-based): linear warmup, then the schedule."""
-    if cfg.warmup_steps and step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    span = max(1, cfg.steps - cfg.warmup_steps)
-    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    warmup = warmup_steps(cfg)
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    span = max(1, cfg.steps - warmup)
+    progress = min(1.0, (step - warmup) / span)
     if cfg.schedule == "linear":
         return 1.0 - progress
     if cfg.schedule == "cosine":

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import errno
 import math
 import os
@@ -311,6 +312,12 @@ class RunSession:
                 rundir.release()
             raise
         return cls(cfg, accelerator, rundir, resume_from, checkpoint, changes)
+
+    def resolve_epochs(self, examples: int) -> None:
+        """Turn ``train.epochs`` into optimizer steps for ``examples`` training examples
+        (``TrainConfig.steps_for``); ``config.yaml`` keeps the epochs, so a resume on the same
+        data gets the same steps."""
+        self.cfg = dataclasses.replace(self.cfg, train=self.cfg.train.steps_for(examples))
 
     def _device(self) -> torch.device:
         if self.world > 1 or self.cfg.train.device == "auto":
@@ -648,8 +655,18 @@ class RunSession:
             summary["config_changes"] = self.config_changes
         if self.is_main:
             atomic_write_json(self.out / "metrics.json", summary)
+            self._write_model_cards(summary)
         self.close()
         return summary
+
+    def _write_model_cards(self, summary: dict[str, Any]) -> None:
+        """A ``README.md`` model card (``prefkit.cards``) in each saved model directory of the run:
+        ``policy/`` and a preference model's ``model/``."""
+        from prefkit.cards import write_model_card
+
+        for name, role in (("policy", "policy"), ("model", "preference_model")):
+            if (self.out / name).is_dir():
+                write_model_card(self.out / name, self.cfg, summary, role=role)
 
     def close(self) -> None:
         if self.closed:

@@ -19,13 +19,18 @@ from prefkit.engine.offline.ilf import run_ilf
 from prefkit.engine.offline.train import run_offline
 from prefkit.engine.online.train import run_online
 from prefkit.engine.run import RunSession, TrainResult
+from prefkit.errors import InputError
 from prefkit.policy import Policy
 from prefkit.preference import PreferenceModel
+
+EPOCH_STEPS: frozenset[StepKind] = frozenset({"sft", "pairwise", "listwise", "unpaired"})
+"""Step kinds whose length ``train.epochs`` may give (a fixed data set, one example per row)."""
 
 RUN_BUILDERS: dict[StepKind, Callable[..., TrainResult]] = {
     "sft": run_offline,
     "pairwise": run_offline,
     "listwise": run_offline,
+    "unpaired": run_offline,
     "online": run_online,
     "hindsight": run_hindsight,
     "ilf": run_ilf,
@@ -54,6 +59,11 @@ def train(
     model (online methods). ``allow_config_change`` lists optimisation keys a ``resume`` may change.
     """
     method = get_method(cfg.method)
+    if cfg.train.epochs is not None and method.step not in EPOCH_STEPS:
+        raise InputError(f"train.epochs counts passes over a fixed data set, and --method {method.name} "
+                         + ("samples new data each round: set train.steps (and online.epochs for passes over a "
+                            "round)" if method.step == "online" else "counts its length in train.steps: set it"),
+                         field="train.epochs")
     if judge is not None and method.step != "online":
         raise ValueError(f"judge= is for online methods; {method.name} is {method.step}")
     session = RunSession.start(cfg, resume=resume, allow_config_change=allow_config_change)

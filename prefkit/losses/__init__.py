@@ -5,7 +5,8 @@ losses take ``chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps
 (sequence log-prob sums ``[B]``) and ``beta`` by keyword; listwise losses take ``[B, K]``
 tensors and ``mask``; ``token`` losses (the reinforcement-learning baselines PPO, RLOO, GRPO,
 ...) take per-token ``[B, T]`` tensors, with advantages from a ``Rollout`` (``prefkit.losses.rl``).
-See ``docs/methods.md`` for the paper, equation and config of each.
+Unpaired losses (the KTO family) take ``logps, ref_logps, labels`` ``[B]``. See
+``docs/methods.md`` for the paper, equation and config of each.
 
 Input checks: shapes and hyper-parameters are always checked; value checks (non-finite
 entries, empty rows, target sums) follow :func:`set_validation` (default ``"auto"``: on for CPU
@@ -15,7 +16,7 @@ tensors, off on accelerators to avoid device syncs).
 from __future__ import annotations
 
 from prefkit.losses._checks import get_validation, set_validation, validation
-from prefkit.losses._spec import LossSpec
+from prefkit.losses._spec import INPUTS, LossSpec
 from prefkit.losses.advantages import (
     discounted_returns,
     gae,
@@ -94,8 +95,11 @@ from prefkit.losses.rollout import (
     rloo_advantages,
     sequence_kl,
 )
+from prefkit.losses.unpaired import apo_zero_unpaired, bco_unpaired, kto, kto_kl
+from prefkit.losses.variants import alphapo, cpo, f_divergence_scores, fdpo, ld_dpo, tpo, tpo_l, wpo
 
 __all__ = [
+    "INPUTS",
     "LOSSES",
     "PPO_PRESETS",
     "AdaptiveKLController",
@@ -107,16 +111,20 @@ __all__ = [
     "adpo",
     "adpo_pairwise_target",
     "adpo_targets_from_rewards",
+    "alphapo",
     "aot",
     "aot_unpaired",
     "apo_down",
     "apo_zero",
+    "apo_zero_unpaired",
     "bco_pair",
+    "bco_unpaired",
     "bnpo",
     "bradley_terry",
     "clipped_surrogate",
     "combine",
     "combined_spec",
+    "cpo",
     "dapo",
     "discopop",
     "discounted_returns",
@@ -127,6 +135,8 @@ __all__ = [
     "dr_grpo",
     "dr_grpo_advantages",
     "exo_pair",
+    "f_divergence_scores",
+    "fdpo",
     "gae",
     "get_validation",
     "gpm",
@@ -142,6 +152,9 @@ __all__ = [
     "ipo_norm",
     "irpo",
     "kl_penalty",
+    "kto",
+    "kto_kl",
+    "ld_dpo",
     "leave_one_out_baseline",
     "lipo_lambda",
     "nash_md_pg",
@@ -170,6 +183,9 @@ __all__ = [
     "sppo",
     "sppo_hard",
     "superhf",
+    "tpo",
+    "tpo_l",
     "validation",
     "whiten",
+    "wpo",
 ]

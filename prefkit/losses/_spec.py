@@ -4,16 +4,35 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 
-LossKind = Literal["pairwise", "listwise", "reward", "online", "token"]
+LossKind = Literal["pairwise", "listwise", "reward", "online", "token", "unpaired"]
 Reduction = Literal["sequences", "tokens", "micro_tokens"]
 
 TOKEN_TENSORS = ("logps", "old_logps", "ref_logps", "advantages", "mask")
 """The positional arguments of every ``token`` loss, in order."""
+
+INPUTS: dict[str, str] = {
+    "chosen_tail_logps": "policy log-prob sum of the chosen response's tokens past position "
+                         "min(|y_c|, |y_r|) (zero when chosen is the shorter), with gradients",
+    "rejected_tail_logps": "the same for the rejected response",
+    "ref_chosen_tail_logps": "chosen_tail_logps under the reference (no gradients)",
+    "ref_rejected_tail_logps": "rejected_tail_logps under the reference",
+    "chosen_wpo_logps": "mean over the chosen response's tokens of log π(y_t) − log Σ_v π(v)² under "
+                        "the policy, no gradients (prefkit.policy.wpo_weight_logps)",
+    "rejected_wpo_logps": "the same for the rejected response",
+    "gold_logps": "policy log-prob sum of a gold (reference) response to the prompt, with gradients "
+                  "(TRL's `reference` column)",
+    "gold_lengths": "token count of that gold response",
+    "kl_logps": "policy log-prob sums [B] of mismatched completions: row i's prompt with row i-1's "
+                "completion (prefkit.data.kl_partners), no gradients",
+    "ref_kl_logps": "the same under the reference",
+}
+"""Per-example tensors beyond a kind's standard arguments that a loss can declare in
+``LossSpec.inputs``, and how the step computes each (the ``[B]`` shape of the batch)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +72,15 @@ class LossSpec:
       ``split_params`` sorts ``loss.params`` between the three functions (their keyword names
       are disjoint); ``strength_arg`` (what ``loss.beta`` sets) may belong to ``fn`` or to
       ``advantage_fn``.
+    - ``unpaired``: ``fn(logps, ref_logps, labels, *, beta=..., **params)``: ``[B]`` sequence
+      log-prob sums of one completion per example under the policy and the reference, and
+      ``labels`` ``[B]`` bool (True: desirable); TRL's unpaired ``prompt``/``completion``/``label``
+      format (``prefkit.data.UnpairedRecord``). The output includes any per-kind weights; the
+      batch loss is its mean.
+
+    ``inputs`` names further per-example tensors the step must pass by keyword (for example
+    KTO's ``kl_logps``/``ref_kl_logps``, LD-DPO's tail log-probs); :data:`INPUTS` says how each
+    is computed. A step that cannot compute one of them must refuse the loss.
     """
 
     name: str
@@ -62,10 +90,6 @@ class LossSpec:
     """Short citation: authors, year, arXiv id and the equation implemented."""
     needs_reference: bool = True
     needs_lengths: bool = False
-    online: bool = False
-    """Needs samples from the current policy during training."""
-    needs_oracle: bool = False
-    """Needs a preference oracle (judge or preference model) during training."""
     strength_arg: str | None = "beta"
     """Name of the argument that ``loss.beta`` sets (``tau`` for ADPO); ``None`` if none."""
     targets_from_scores: Callable[..., torch.Tensor] | None = None
@@ -80,9 +104,13 @@ class LossSpec:
     engine_params: tuple[str, ...] = ()
     """Keyword arguments of ``fn`` the engine supplies from its own settings (not
     ``loss.params``), e.g. ``max_completion_length`` = ``online.max_new_tokens``."""
-    extra: dict[str, Any] = field(default_factory=dict)
+    inputs: tuple[str, ...] = ()
+    """Extra per-example tensors the step passes by keyword (names from :data:`INPUTS`)."""
 
     def __post_init__(self) -> None:
+        unknown = [name for name in self.inputs if name not in INPUTS]
+        if unknown:
+            raise ValueError(f"{self.name}: unknown inputs {unknown} (known: {', '.join(INPUTS)})")
         if self.kind == "token":
             if self.advantage_fn is None or self.reduction is None:
                 raise ValueError(f"{self.name}: a token loss needs advantage_fn and reduction")
@@ -106,7 +134,7 @@ class LossSpec:
     @property
     def defaults(self) -> dict[str, Any]:
         """Keyword-only arguments of ``fn`` with their default values."""
-        return _keywords(self.fn)
+        return {name: value for name, value in _keywords(self.fn).items() if name not in self.inputs}
 
     @property
     def all_defaults(self) -> dict[str, dict[str, Any]]:

@@ -30,6 +30,9 @@ def _check_weights(weights: Mapping[str, float], nll_weight: float) -> dict[str,
             raise ValueError(
                 f"weights: {name!r} is a {registry[name].kind} loss; only pairwise losses combine"
             )
+        if registry[name].inputs:
+            raise ValueError(f"weights: {name!r} needs {', '.join(registry[name].inputs)}, which a combination "
+                             "does not pass on; train it on its own (loss.name)")
         if not (isinstance(weight, int | float) and math.isfinite(weight)):
             raise ValueError(f"weights[{name!r}] must be a finite number, got {weight!r}")
         specs[name] = registry[name]
@@ -57,8 +60,8 @@ def combine(
     Papers: RPO — Pang et al. 2024, "Iterative Reasoning Preference Optimization", arXiv
     2404.19733 (DPO + NLL normalised by length); MPO — Wang et al. 2024, "Enhancing the
     Reasoning Ability of Multimodal LLMs via Mixed Preference Optimization", arXiv 2411.10442
-    (weighted sigmoid + BCO + SFT). TRL's ``loss_type=[...]``, ``loss_weights`` and
-    ``rpo_alpha`` are the same idea.
+    (weighted sigmoid + BCO + SFT). TRL 1.16's ``loss_type=[...]`` with ``loss_weights``
+    (``"sft"`` for the NLL) is the same idea; its former ``rpo_alpha`` is gone in TRL 1.16.
 
     ``loss = Σ_name weights[name] · LOSSES[name].fn(...) + nll_weight · (−chosen_logps/|y_c|)``.
 
@@ -122,5 +125,4 @@ def combined_spec(weights: Mapping[str, float], nll_weight: float = 0.0) -> Loss
         paper="Pang et al. 2024 (RPO), arXiv 2404.19733; Wang et al. 2024 (MPO), arXiv 2411.10442",
         needs_reference=any(spec.needs_reference for spec in specs.values()),
         needs_lengths=nll_weight > 0 or any(spec.needs_lengths for spec in specs.values()),
-        extra={"components": dict(weights), "nll_weight": nll_weight},
     )

@@ -127,7 +127,9 @@ def dpo(
     cDPO: Mitchell 2023, "A note on DPO with noisy preferences", eq. 3.
 
     ``loss = −(1−ε) log σ(β z) − ε log σ(−β z)``, ``z = (π_c − π_r) − (ref_c − ref_r)``.
-    Matches TRL ``loss_type="sigmoid"``.
+    With ε = 0 it matches TRL 1.16 ``loss_type="sigmoid"``. TRL 1.16's sigmoid loss ignores
+    ``label_smoothing`` (its ``label_smoothing`` only reaches ``robust``, ``exo_pair`` and the
+    ``aot`` losses), so cDPO (ε > 0) has no TRL 1.16 counterpart.
 
     Args:
         chosen_logps, rejected_logps: ``[B]`` policy sequence log-prob sums (with gradients).
@@ -158,7 +160,7 @@ def dpo_norm(
     with β = 5); Lambert et al. 2024, "Tülu 3", arXiv 2411.15124, length-normalised DPO.
 
     ``loss = −(1−ε) log σ(β (h_c/|y_c| − h_r/|y_r|)) − ε log σ(−β (...))``.
-    Matches TRL ``loss_type="sigmoid_norm"``. The default ``beta=5.0`` is the Delta-learning
+    With ε = 0 it matches TRL 1.16 ``loss_type="sigmoid_norm"`` (which ignores ``label_smoothing``). The default ``beta=5.0`` is the Delta-learning
     value; per-token log-ratios are ~length times smaller than sequence sums, hence the large β.
 
     Args:
@@ -287,8 +289,9 @@ def exo_pair(
 
     With ``p = σ(β z)`` and label distribution ``(1−ε, ε)``:
     ``loss = KL((p, 1−p) ‖ (1−ε, ε)) = p (log p − log(1−ε)) + (1−p)(log(1−p) − log ε)``.
-    Matches TRL ``loss_type="exo_pair"`` (TRL silently replaces ε = 0 by 1e-3; here ε must lie
-    in (0, 1) and the default is 1e-3).
+    Matches TRL 1.16 ``loss_type="exo_pair"``. ε must lie in (0, 1); the default is the paper's
+    1e-3. TRL 1.16's ``DPOTrainer`` raises a ``ValueError`` for ``label_smoothing=0`` with
+    ``exo_pair`` (its default ``label_smoothing`` is 0, so ``exo_pair`` needs it set there).
     """
     h_c, h_r = _log_ratios(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, beta)
     eps = _smoothing(label_smoothing, tuple(h_c.shape), 0.0, 1.0, open_low=True, open_high=True)
@@ -336,10 +339,11 @@ def bco_pair(
 
     ``loss = −log σ(β h_c − δ) − log σ(−(β h_r − δ))``.
 
-    Deviation (purity): TRL ``loss_type="bco_pair"`` keeps δ as trainer state, a running mean
-    of ``β h`` over chosen and rejected. Here δ is an explicit argument (default 0); a caller
-    that wants TRL's behaviour keeps the running mean of ``β·(h_c, h_r)`` (detached) and passes
-    it as ``delta``.
+    With ``delta=0`` (the default) it matches TRL 1.16 ``loss_type="bco_pair"``, which has no
+    shift. Older TRL versions (and the unpaired ``BCOTrainer`` of TRL <= 0.2x) kept δ as trainer
+    state, a running mean of ``β h`` over chosen and rejected; a caller that wants that keeps
+    the running mean of ``β·(h_c, h_r)`` (detached) and passes it as ``delta`` (purity: no state
+    inside the loss).
     """
     h_c, h_r = _log_ratios(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, beta)
     if isinstance(delta, torch.Tensor):
@@ -542,9 +546,12 @@ def orpo(
 
     With per-token average log-probs ``a = logps/|y|`` and ``log odds(y) = a − log(1 − e^{a})``:
     ``loss = −a_c + β·(−log σ(log odds(y_c) − log odds(y_r)))`` (β is the paper's λ).
-    ``include_nll=False`` returns only the odds-ratio term, as TRL's/Liger's ``odds_ratio_loss``
-    do (they add the NLL in the trainer; same ``beta`` name and default 0.1). The NLL here is the
-    per-token mean over the chosen response, as in the paper. Reference tensors are ignored.
+    ``include_nll=False`` returns only the odds-ratio term ``β·(−log σ(·))``. TRL 1.16's
+    ``experimental.orpo`` differs in two ways (same ``beta`` name and default 0.1): its
+    ``odds_ratio_loss`` returns ``β·log σ(·)``, the opposite sign (the trainer subtracts its
+    mean), and its NLL is the cross-entropy over the chosen row's prompt *and* response tokens,
+    averaged over all such tokens of the batch. The NLL here is the per-token mean over each
+    chosen response alone, as in the paper. Reference tensors are ignored.
     """
     _log_ratios(
         chosen_logps,

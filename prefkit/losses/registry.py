@@ -36,6 +36,10 @@ from prefkit.losses.rollout import (
     reinforce_pp_advantages,
     rloo_advantages,
 )
+from prefkit.losses.unpaired import apo_zero_unpaired, bco_unpaired, kto
+from prefkit.losses.variants import alphapo, cpo, fdpo, ld_dpo, tpo, tpo_l, wpo
+
+TAIL_INPUTS = ("chosen_tail_logps", "rejected_tail_logps", "ref_chosen_tail_logps", "ref_rejected_tail_logps")
 
 LOSSES: dict[str, LossSpec] = {
     # ------------------------------------------------------------------ pairwise (offline)
@@ -111,6 +115,59 @@ LOSSES: dict[str, LossSpec] = {
         needs_reference=False,
         needs_lengths=True,
     ),
+    "fdpo": LossSpec(
+        "fdpo", fdpo, "pairwise",
+        "Wang et al. 2023 (f-DPO), arXiv 2309.16240, eq. 10 (TRL f_divergence_type)",
+    ),
+    "ld_dpo": LossSpec(
+        "ld_dpo", ld_dpo, "pairwise",
+        "Liu et al. 2024 (LD-DPO), arXiv 2409.06411 (TRL ld_alpha)",
+        inputs=TAIL_INPUTS,
+    ),
+    "wpo": LossSpec(
+        "wpo", wpo, "pairwise",
+        "Zhou et al. 2024 (WPO), arXiv 2406.11827, eq. 2 (TRL use_weighting)",
+        inputs=("chosen_wpo_logps", "rejected_wpo_logps"),
+    ),
+    "cpo": LossSpec(
+        "cpo", cpo, "pairwise",
+        "Xu et al. 2024 (CPO), arXiv 2401.08417, eq. 3 + NLL",
+        needs_reference=False,
+        needs_lengths=True,
+    ),
+    "alphapo": LossSpec(
+        "alphapo", alphapo, "pairwise",
+        "Gupta et al. 2025 (AlphaPO), arXiv 2501.03884",
+        needs_reference=False,
+        needs_lengths=True,
+    ),
+    "tpo": LossSpec(
+        "tpo", tpo, "pairwise",
+        "Saeidi et al. 2024 (TPO), arXiv 2405.16681",
+        needs_reference=False,
+        inputs=("gold_logps", "gold_lengths"),
+    ),
+    "tpo_l": LossSpec(
+        "tpo_l", tpo_l, "pairwise",
+        "Saeidi et al. 2024 (TPO-L), arXiv 2405.16681",
+        needs_reference=False,
+        needs_lengths=True,
+        inputs=("gold_logps", "gold_lengths"),
+    ),
+    # ------------------------------------------------------------------ unpaired (offline)
+    "kto": LossSpec(
+        "kto", kto, "unpaired",
+        "Ethayarajh et al. 2024 (KTO), arXiv 2402.01306, eq. 7",
+        inputs=("kl_logps", "ref_kl_logps"),
+    ),
+    "bco_unpaired": LossSpec(
+        "bco_unpaired", bco_unpaired, "unpaired",
+        "Jung et al. 2024 (BCO), arXiv 2404.04656, eq. 5",
+    ),
+    "apo_zero_unpaired": LossSpec(
+        "apo_zero_unpaired", apo_zero_unpaired, "unpaired",
+        "D'Oosterlinck et al. 2024 (APO), arXiv 2408.06266, eq. 7 (unpaired)",
+    ),
     # ------------------------------------------------------------------ listwise (offline)
     "lipo_lambda": LossSpec(
         "lipo_lambda", lipo_lambda, "listwise", "Liu et al. 2024 (LiPO), arXiv 2402.01878, LiPO-λ"
@@ -163,48 +220,36 @@ LOSSES: dict[str, LossSpec] = {
         online_ipo,
         "online",
         "Zhou, Fazel & Du 2025 (EGPO), arXiv 2503.08942, online-IPO loss",
-        online=True,
-        needs_oracle=True,
     ),
     "nash_md_pg": LossSpec(
         "nash_md_pg",
         nash_md_pg,
         "online",
         "Munos et al. 2023 (Nash-MD), arXiv 2312.00886, App. F eq. 13",
-        online=True,
-        needs_oracle=True,
     ),
     "p3o": LossSpec(
         "p3o",
         p3o,
         "online",
         "Wu et al. 2023 (P3O), arXiv 2310.00212, §4.2",
-        online=True,
-        needs_oracle=True,
     ),
     "dno": LossSpec(
         "dno",
         dno,
         "online",
         "Rosset et al. 2024 (DNO), arXiv 2404.03715, Algorithm 1",
-        online=True,
-        needs_oracle=True,
     ),
     "sppo": LossSpec(
         "sppo",
         sppo,
         "online",
         "Wu et al. 2024 (SPPO), arXiv 2405.00675, eq. 4.7",
-        online=True,
-        needs_oracle=True,
     ),
     "gpo": LossSpec(
         "gpo",
         gpo,
         "online",
         "Zhang et al. 2024 (GPM/GPO), arXiv 2410.02197, GPO",
-        online=True,
-        needs_oracle=True,
     ),
     "grao": LossSpec(
         "grao",
@@ -212,16 +257,12 @@ LOSSES: dict[str, LossSpec] = {
         "online",
         "Wang et al. 2025 (GRAO), arXiv 2508.07750, J_GRAO",
         needs_reference=False,
-        online=True,
-        needs_oracle=True,
     ),
     "superhf": LossSpec(
         "superhf",
         superhf,
         "online",
         "Mukobi et al. 2023 (SuperHF), arXiv 2310.16763",
-        online=True,
-        needs_oracle=True,
     ),
     # ------------------------------------------------------------------ token (RL baselines)
     "ppo": LossSpec(
@@ -230,8 +271,6 @@ LOSSES: dict[str, LossSpec] = {
         "token",
         "Schulman et al. 2017 (PPO), arXiv 1707.06347, eq. 7 and 9; Ouyang et al. 2022, "
         "arXiv 2203.02155, eq. 2; GAE: Schulman et al. 2016, arXiv 1506.02438, eq. 16",
-        online=True,
-        needs_oracle=True,
         strength_arg="kl_coef",
         advantage_fn=ppo_advantages,
         value_fn=ppo_value,
@@ -243,8 +282,6 @@ LOSSES: dict[str, LossSpec] = {
         ppo,
         "token",
         "Xu et al. 2025 (Pairwise-RL), arXiv 2504.04950: PPO on the reward P(y beats anchor)",
-        online=True,
-        needs_oracle=True,
         strength_arg="kl_coef",
         advantage_fn=pairwise_ppo_advantages,
         value_fn=ppo_value,
@@ -256,8 +293,6 @@ LOSSES: dict[str, LossSpec] = {
         rloo,
         "token",
         "Ahmadian et al. 2024 (RLOO), arXiv 2402.14740, leave-one-out REINFORCE (TRL 1.16 form)",
-        online=True,
-        needs_oracle=True,
         strength_arg="kl_coef",
         advantage_fn=rloo_advantages,
         reduction="sequences",
@@ -268,8 +303,6 @@ LOSSES: dict[str, LossSpec] = {
         grpo,
         "token",
         "Shao et al. 2024 (GRPO), arXiv 2402.03300, eq. 3 (TRL 1.16 loss_type=grpo)",
-        online=True,
-        needs_oracle=True,
         advantage_fn=grpo_advantages,
         reduction="sequences",
         min_samples_per_prompt=2,
@@ -279,8 +312,6 @@ LOSSES: dict[str, LossSpec] = {
         bnpo,
         "token",
         "Shao et al. 2024 (GRPO), arXiv 2402.03300, eq. 3 (TRL 1.16 loss_type=bnpo)",
-        online=True,
-        needs_oracle=True,
         advantage_fn=grpo_advantages,
         reduction="micro_tokens",
         min_samples_per_prompt=2,
@@ -290,8 +321,6 @@ LOSSES: dict[str, LossSpec] = {
         dr_grpo,
         "token",
         "Liu et al. 2025 (Dr. GRPO), arXiv 2503.20783, GRPO without 1/|o| (TRL 1.16 dr_grpo)",
-        online=True,
-        needs_oracle=True,
         advantage_fn=dr_grpo_advantages,
         reduction="sequences",
         min_samples_per_prompt=2,
@@ -302,8 +331,6 @@ LOSSES: dict[str, LossSpec] = {
         dapo,
         "token",
         "Yu et al. 2025 (DAPO), arXiv 2503.14476, token-level loss (TRL 1.16 loss_type=dapo)",
-        online=True,
-        needs_oracle=True,
         advantage_fn=grpo_advantages,
         reduction="tokens",
         min_samples_per_prompt=2,
@@ -313,8 +340,6 @@ LOSSES: dict[str, LossSpec] = {
         reinforce_pp,
         "token",
         "Hu 2025 (REINFORCE++), arXiv 2501.03262, global advantage normalisation",
-        online=True,
-        needs_oracle=True,
         strength_arg="kl_coef",
         advantage_fn=reinforce_pp_advantages,
         reduction="tokens",

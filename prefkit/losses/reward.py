@@ -40,8 +40,10 @@ def bradley_terry(
     label_smoothing: float | Tensor = 0.0,
     preference_strength: Tensor | None = None,
     strength_scale: float = 1.0,
+    center_rewards_coefficient: float | None = None,
 ) -> Tensor:
-    """Bradley-Terry reward-model loss with optional margin, label smoothing, adaptive margin.
+    """Bradley-Terry reward-model loss with optional margin, label smoothing, adaptive margin
+    and reward centring.
 
     Papers: Bradley & Terry 1952; Ouyang et al. 2022 (InstructGPT), arXiv 2203.02155, eq. 1;
     margin: Touvron et al. 2023 (Llama 2), arXiv 2307.09288, eq. 2; label smoothing and adaptive
@@ -54,6 +56,12 @@ def bradley_terry(
     Deviation note: Secrets-II prints the adaptive margin outside the log-sigmoid; that is a
     typo (it would not change the gradient), so the margin goes inside σ here, the standard form.
 
+    Reward centring (Eisenstein et al. 2023, "Helping or Herding? Reward Model Ensembles
+    Mitigate but do not Eliminate Reward Hacking", arXiv 2312.09244, §3): with
+    ``center_rewards_coefficient = c`` the loss adds ``c (r_c + r_r)²``, which pulls the
+    rewards' mean to zero (TRL 1.16 ``RewardTrainer`` adds ``c · mean((r_c + r_r)²)`` to the
+    batch mean; the same batch mean here).
+
     Args:
         chosen_rewards, rejected_rewards: ``[B]`` scalar rewards (with gradients).
         margin: number or ``[B]`` data margin (TRL's ``margin`` column), detached.
@@ -61,6 +69,7 @@ def bradley_terry(
         preference_strength: optional ``[B]`` ensemble mean reward gap μ̂ (see
             :func:`preference_strength`), detached; adds the adaptive margin.
         strength_scale: multiplies ``preference_strength``.
+        center_rewards_coefficient: ``c >= 0`` (TRL's name), or ``None`` for no centring term.
     """
     shape = _checks.same_shape(1, chosen_rewards=chosen_rewards, rejected_rewards=rejected_rewards)
     _checks.finite(chosen_rewards=chosen_rewards, rejected_rewards=rejected_rewards)
@@ -81,6 +90,9 @@ def bradley_terry(
     loss = -F.logsigmoid(d)
     if isinstance(label_smoothing, torch.Tensor) or label_smoothing != 0:
         loss = (1 - label_smoothing) * loss - label_smoothing * F.logsigmoid(-d)
+    if center_rewards_coefficient is not None:
+        _checks.non_negative("center_rewards_coefficient", center_rewards_coefficient)
+        loss = loss + center_rewards_coefficient * (chosen_rewards + rejected_rewards) ** 2
     return loss
 
 

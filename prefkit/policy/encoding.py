@@ -9,8 +9,9 @@ flash-attention kernels; see docs/policy.md).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, fields, replace
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -137,6 +138,21 @@ def _budget(prompt: int, response: int, max_length: int, max_prompt_length: int)
     return keep_prompt, min(response, max_length - keep_prompt)
 
 
+KeepFirst = bool | AbstractSet[int]
+"""Whether a truncated prompt keeps its first token: always, never, or when it is one of a set of ids."""
+
+
+def first_token_rule(tokenizer: Any) -> frozenset[int]:
+    """The ids whose presence as a prompt's first token makes truncation keep it: the
+    tokenizer's special tokens (a bos, which TRL's sequences carry only where the tokenizer or
+    the chat template writes one)."""
+    return frozenset(int(i) for i in tokenizer.all_special_ids)
+
+
+def _keeps_first(rule: KeepFirst, first: int) -> bool:
+    return rule if isinstance(rule, bool) else first in rule
+
+
 def build_batch(
     prompt_ids: Sequence[Sequence[int]],
     response_ids: Sequence[Sequence[int]],
@@ -146,7 +162,7 @@ def build_batch(
     max_prompt_length: int | None = None,
     truncation: Truncation = "truncate",
     prompt_of_row: Sequence[int] | None = None,
-    keep_first_prompt_token: bool = True,
+    keep_first_prompt_token: KeepFirst = True,
     row_names: Sequence[int] | None = None,
 ) -> EncodedBatch:
     """Concatenate prompt and response ids per row into a right-padded batch.
@@ -156,7 +172,9 @@ def build_batch(
     i (default: row i uses prompt i); rows sharing a prompt share its truncation, sized for the
     longest of their responses, so chosen and rejected see the same context. Truncation keeps
     the end of the prompt (and its first token, the ``bos``) and the start of the response.
-    ``row_names[i]`` is the index that an error reports for row i.
+    ``row_names[i]`` is the index that an error reports for row i. ``keep_first_prompt_token``
+    may be a set of ids (the tokenizer's special tokens, :func:`first_token_rule`): a truncated
+    prompt keeps its first token when it is one of them (a bos the tokenizer or template wrote).
     """
     if max_length < 2:
         raise ValueError(f"max_length must be at least 2, got {max_length}")
@@ -209,7 +227,7 @@ def build_batch(
         keep_response = min(len(response), max_length - keep_prompt)
         if keep_prompt == len(full_prompt):
             kept_prompt = list(full_prompt)
-        elif keep_first_prompt_token:
+        elif _keeps_first(keep_first_prompt_token, full_prompt[0]):
             kept_prompt = [full_prompt[0], *full_prompt[len(full_prompt) - keep_prompt + 1 :]]
         else:
             kept_prompt = list(full_prompt[len(full_prompt) - keep_prompt :])

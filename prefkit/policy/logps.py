@@ -304,3 +304,40 @@ class _LinearTargetLogProb(torch.autograd.Function):
         if need_bias:
             grad_bias = grad_bias.to(bias.dtype)
         return grad_hidden, grad_weight, grad_bias, None, None
+
+
+def tail_logps(
+    model: nn.Module, batch: EncodedBatch, keep: torch.Tensor, *, chunk_size: ChunkSize = "auto"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logp_sums [N], tail_sums [N])``: every response's log-prob sum, and the sum over its
+    tokens past the first ``keep[i]`` response tokens (LD-DPO's excess; ``keep`` is the shared
+    length ``min(|y_c|, |y_r|)`` of each row's pair). Gradients flow; needs a padded batch."""
+    per_token = token_logps(model, batch, chunk_size=chunk_size)
+    mask = batch.response_mask.to(per_token.device)
+    position = mask.long().cumsum(dim=1)
+    tail = mask & (position > keep.to(per_token.device)[:, None])
+    return (per_token * mask).sum(dim=1), (per_token * tail).sum(dim=1)
+
+
+@torch.no_grad()
+def wpo_weight_logps(model: nn.Module, batch: EncodedBatch, *, rows_per_chunk: int = 8) -> torch.Tensor:
+    """WPO's weight exponent per sequence (Zhou et al. 2024, arXiv 2406.11827, §3.2): the mean over
+    its response tokens of ``log π(y_t|·) − log Σ_v π(v|·)²`` (TRL 1.16's ``use_weighting``), so
+    the pair's weight is ``exp(chosen + rejected)``. No gradients; full-vocabulary logits are
+    built for ``rows_per_chunk`` rows at a time. Needs a padded batch."""
+    if batch.packed:
+        raise ValueError("wpo_weight_logps needs a padded batch, not a packed one")
+    inner = unwrap(model)
+    batch = batch.to(_model_device(inner))
+    out = torch.zeros(batch.num_rows, dtype=torch.float32, device=batch.input_ids.device)
+    for start in range(0, batch.num_rows, rows_per_chunk):
+        part = batch.select(list(range(start, min(batch.num_rows, start + rows_per_chunk))))
+        logits = model(**_forward_kwargs(part)).logits[:, :-1].float()
+        targets = part.input_ids[:, 1:]
+        selected = part.response_mask[:, 1:]
+        lse = torch.logsumexp(logits, dim=-1)
+        token = logits.gather(-1, targets[..., None])[..., 0] - lse
+        log_sum_sq = torch.logsumexp(2 * logits, dim=-1) - 2 * lse
+        aligned = ((token - log_sum_sq) * selected).sum(dim=1)
+        out[start : start + part.num_rows] = aligned / selected.sum(dim=1).clamp_min(1)
+    return out

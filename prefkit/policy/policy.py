@@ -25,7 +25,11 @@ from prefkit.config import TinyConfig
 from prefkit.data.records import Text
 from prefkit.errors import InputError
 from prefkit.policy import bounded
-from prefkit.policy.encoding import EncodedBatch, Truncation, build_batch
+from prefkit.policy.chat import (
+    conversation_completion_ids,
+    special_affixes,
+)
+from prefkit.policy.encoding import EncodedBatch, Truncation, build_batch, first_token_rule
 from prefkit.policy.logps import ChunkSize, check_fast_path, sequence_logps
 from prefkit.policy.lora import device_map, is_lora, save_adapter, save_plain
 from prefkit.policy.sampling import Samples, sample_ids
@@ -102,9 +106,13 @@ def _messages(value: Any, what: str) -> list[dict[str, str]]:
 class Policy:
     """A causal LM with its tokenizer, on one device.
 
-    Sequences are ``[bos] + prompt + response + [eos]``: the rendered prompt and the response are
-    tokenized separately (no special tokens added) and joined, which is also how sampled
-    responses are conditioned. A tokenizer without a pad token pads with its eos token (padding
+    Sequences are TRL 1.16's (:mod:`prefkit.policy.chat`): for strings ``tokenizer(prompt)``
+    (bos only where the tokenizer adds it) then the response's tokens and eos; for conversations
+    the chat template's prompt (with the generation prompt) then what the template writes for the
+    assistant turn, its end token and trailing text included. Prompt and response are tokenized
+    separately and joined, which is also how sampled responses are conditioned (identical to
+    TRL's joint tokenization whenever the response starts on a token boundary, e.g. with a
+    leading space for byte-level BPE). A tokenizer without a pad token pads with its eos token (padding
     is masked by ``attention_mask``, never inferred from ids).
     """
 
@@ -307,41 +315,84 @@ class Policy:
         return "\n".join(message["content"] for message in messages)
 
     def prompt_ids(self, prompts: Sequence[Text], *, limit: int | None = None) -> list[list[int]]:
-        """``[bos] + tokens(render_prompt(p))`` per prompt; each distinct prompt tokenized once
-        (no bos is added when the tokenizer has none or the template already wrote it).
+        """Prompt tokens as TRL 1.16 builds them (:mod:`prefkit.policy.chat`): a string after the
+        tokenizer's own leading special tokens (a bos only where the tokenizer adds one, and not
+        twice when the text already starts with it), a conversation through the chat template
+        with the generation prompt (the template writes any bos). Each distinct prompt is
+        tokenized once.
 
-        ``limit`` keeps at most that many ids of a longer prompt: its bos and its last
-        ``limit - 1`` tokens (without a bos, its last ``limit``), which is what truncation keeps,
-        and only the end of a long text is tokenized (``prefkit.policy.bounded``).
-        ``limit=max_length + 1`` keeps everything ``build_batch(max_length=...)`` can use and
-        still tells an over-long row.
+        ``limit`` keeps at most that many ids of a longer prompt: its leading special tokens and
+        its last tokens, which is what truncation keeps, and only the end of a long text is
+        tokenized (``prefkit.policy.bounded``). ``limit=max_length + 1`` keeps everything
+        ``build_batch(max_length=...)`` can use and still tells an over-long row.
         """
-        rendered = [self.render_prompt(p) for p in prompts]
-        unique = list(dict.fromkeys(rendered))
-        bos = self.tokenizer.bos_token_id
-        encoded = self._encode_all(unique, limit, bounded.tail_ids)
+        keys = [p if isinstance(p, str) else _conversation_key(_messages(p, "prompt")) for p in prompts]
+        unique = list(dict.fromkeys(keys))
+        first = dict(zip(keys, prompts))
+        prefix, _ = special_affixes(self.tokenizer)
+        texts = [key if isinstance(key, str) else self.render_prompt(first[key]) for key in unique]
+        leads = [prefix if isinstance(key, str) else self._template_lead(text, limit) for key, text in zip(unique, texts)]
+        encoded = self._encode_all(texts, limit, bounded.tail_ids)
         out = []
-        for text, ids in zip(unique, encoded):
-            if limit is not None and len(ids) == limit and bounded.is_long(text, limit):
-                out.append([bos, *ids[1:]] if bos is not None else ids)  # the text has >= limit tokens
-                continue
-            if bos is not None and ids[:1] != [bos]:
-                ids = [bos, *ids]
+        for text, lead, ids in zip(texts, leads, encoded):
+            windowed = limit is not None and bounded.is_long(text, limit)
+            if lead and not (not windowed and ids[: len(lead)] == lead):
+                ids = [*lead, *ids]
             if limit is not None and len(ids) > limit:
-                ids = [ids[0], *ids[len(ids) - limit + 1 :]] if bos is not None else ids[len(ids) - limit :]
-            out.append(ids)
-        by_text = dict(zip(unique, out))
-        return [by_text[text] for text in rendered]
+                keep = min(len(lead), limit)
+                ids = [*ids[:keep], *ids[len(ids) - (limit - keep):]] if limit > keep else ids[:keep]
+            out.append(list(ids))
+        by_key = dict(zip(unique, out))
+        return [list(by_key[k]) for k in keys]
 
     def response_ids(
-        self, responses: Sequence[Text], *, add_eos: bool = True, limit: int | None = None
+        self,
+        responses: Sequence[Text],
+        *,
+        prompts: Sequence[Text] | None = None,
+        add_eos: bool = True,
+        limit: int | None = None,
     ) -> list[list[int]]:
-        """``tokens(render_response(r)) + [eos]`` per response; ``limit`` keeps the first
-        ``limit`` of them, tokenizing only the start of a long text (see :meth:`prompt_ids`)."""
-        texts = [self.render_response(r) for r in responses]
-        eos = [self.tokenizer.eos_token_id] if add_eos else []
-        encoded = self._encode_all(texts, limit, bounded.head_ids)
-        return [(list(ids) + eos)[:limit] if limit is not None else list(ids) + eos for ids in encoded]
+        """Completion tokens as TRL 1.16 builds them (:mod:`prefkit.policy.chat`).
+
+        A string: its tokens plus the eos (unless the text ends with the eos text) and any
+        special tokens the tokenizer appends; ``add_eos=False`` gives the bare tokens. A message
+        list: what the chat template writes after the rendered prompt, so its text after the
+        assistant's end token belongs to the completion; rendered after ``prompts[i]`` when given
+        (exact for every template), else after a neutral user turn (exact for templates whose
+        assistant turns do not depend on earlier turns, as ChatML's and Llama-3's).
+        ``limit`` keeps the first ``limit`` ids, tokenizing only the start of a long string.
+        """
+        if prompts is not None:
+            _same_length(prompts=prompts, responses=responses)
+        out: list[list[int] | None] = [None] * len(responses)
+        strings = [i for i, r in enumerate(responses) if isinstance(r, str)]
+        if strings:
+            texts = [str(responses[i]) for i in strings]
+            _, suffix = special_affixes(self.tokenizer) if add_eos else ([], [])
+            eos_text, eos_id = self.tokenizer.eos_token, self.tokenizer.eos_token_id
+            for i, text, ids in zip(strings, texts, self._encode_all(texts, limit, bounded.head_ids)):
+                ends = [int(eos_id)] if add_eos and eos_text is not None and not text.endswith(eos_text) else []
+                out[i] = [*ids, *ends, *suffix]
+        for i, response in enumerate(responses):
+            if out[i] is None:
+                messages = _messages(response, "response")
+                for message in messages:
+                    if message["role"] != "assistant":
+                        raise ValueError(
+                            f"a response may hold only assistant messages, got role {message['role']!r}"
+                        )
+                context = prompts[i] if prompts is not None and not isinstance(prompts[i], str) else None
+                out[i] = conversation_completion_ids(self.tokenizer, messages, context)
+        return [ids[:limit] if limit is not None else ids for ids in out if ids is not None]
+
+    def _template_lead(self, text: str, limit: int | None) -> list[int]:
+        """The special token a chat template writes first (its bos), which a windowed long prompt
+        keeps as truncation would; ``[]`` when the text is tokenized whole or starts otherwise."""
+        if limit is None or not bounded.is_long(text, limit):
+            return []
+        head = bounded.head_ids(self._encode_one, text, 1)
+        return head if head and head[0] in self.tokenizer.all_special_ids else []
 
     def _encode_all(
         self, texts: list[str], limit: int | None, window: Callable[..., list[int]]
@@ -380,12 +431,12 @@ class Policy:
         _same_length(prompts=prompts, responses=responses)
         return build_batch(
             self.prompt_ids(prompts),
-            self.response_ids(responses),
+            self.response_ids(responses, prompts=prompts),
             pad_id=self.tokenizer.pad_token_id,
             max_length=max_length,
             max_prompt_length=max_prompt_length,
             truncation=truncation,
-            keep_first_prompt_token=self.tokenizer.bos_token_id is not None,
+            keep_first_prompt_token=first_token_rule(self.tokenizer),
         )
 
     def encode_pairs(
@@ -407,13 +458,13 @@ class Policy:
         count = len(prompts)
         return build_batch(
             self.prompt_ids(prompts),
-            self.response_ids([*chosen, *rejected]),
+            self.response_ids([*chosen, *rejected], prompts=[*prompts, *prompts]),
             pad_id=self.tokenizer.pad_token_id,
             max_length=max_length,
             max_prompt_length=max_prompt_length,
             truncation=truncation,
             prompt_of_row=[*range(count), *range(count)],
-            keep_first_prompt_token=self.tokenizer.bos_token_id is not None,
+            keep_first_prompt_token=first_token_rule(self.tokenizer),
             row_names=[*range(count), *range(count)],
         )
 
@@ -439,7 +490,7 @@ class Policy:
             max_length=max_length or self.max_length,
             max_prompt_length=max_prompt_length,
             truncation=truncation,
-            keep_first_prompt_token=self.tokenizer.bos_token_id is not None,
+            keep_first_prompt_token=first_token_rule(self.tokenizer),
         )
 
     # -- scoring ----------------------------------------------------------------------------
@@ -620,6 +671,10 @@ def _quiet_progress_bars() -> Iterator[None]:
     finally:
         if was_enabled:
             hf_logging.enable_progress_bar()
+
+
+def _conversation_key(messages: list[dict[str, str]]) -> tuple:
+    return tuple(tuple(sorted(m.items())) for m in messages)
 
 
 def _looks_like_hub_id(text: str) -> bool:

@@ -12,7 +12,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
-from tokenizers import Tokenizer, models, pre_tokenizers
+from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
 from prefkit.data.boundaries import chunks
@@ -22,12 +22,16 @@ SPECIAL_TOKENS = (PAD, BOS, EOS, UNK)
 """Ids 0..3 in this order."""
 
 CHAT_TEMPLATE = (
+    "{{ bos_token }}"
     "{% for message in messages %}"
-    "{{ message['role'] }}: {{ message['content'] }}\n"
+    "{{ message['role'] }}: {{ message['content'] }}"
+    "{{ eos_token if message['role'] == 'assistant' else '' }}\n"
     "{% endfor %}"
     "{% if add_generation_prompt %}assistant:{% endif %}"
 )
-"""``role: content`` lines, then ``assistant:`` when a generation prompt is asked for."""
+"""The bos, then ``role: content`` lines (an assistant turn ends with the eos, as ChatML's turns end
+with ``<|im_end|>``), then ``assistant:`` when a generation prompt is asked for. With TRL's
+rendering a conversational response is ``content </s>`` (the newline is no token here)."""
 
 TEMPLATE_WORDS = ("system", "user", "assistant", ":")
 """Words the chat template writes; always in the vocabulary so rendered prompts have no <unk>."""
@@ -59,7 +63,7 @@ def fit_word_tokenizer(texts: Iterable[str], max_vocab: int) -> PreTrainedTokeni
     The vocabulary is the four special tokens (``<pad>``, ``<s>``, ``</s>``, ``<unk>``), the
     words of the chat template, then the most frequent words of ``texts`` (ties broken by the
     word itself, so the result does not depend on the order of ``texts``). Unknown words map
-    to ``<unk>``.
+    to ``<unk>``. ``tokenizer(text)`` prepends ``<s>``; ``add_special_tokens=False`` does not.
     """
     reserved = [*SPECIAL_TOKENS, *TEMPLATE_WORDS]
     if max_vocab < len(reserved):
@@ -76,6 +80,11 @@ def fit_word_tokenizer(texts: Iterable[str], max_vocab: int) -> PreTrainedTokeni
 
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    # The tokenizer itself adds the bos (as Llama's does), so TRL's tokenization and prefkit's
+    # both start a string prompt with it.
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, vocab[BOS])]
+    )
     # No decoder: the tokenizers library then joins tokens with single spaces.
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,

@@ -239,6 +239,9 @@ class TextBackbone(nn.Module):
         at most ``max_length + 1`` ids (the prompt's end, a response's start), which leaves every
         :meth:`collate` result unchanged and bounds the work on a huge row."""
         columns = [self.tokenize([render_prompt(self.tokenizer, p) for p in prompts], keep="end")]
+        if self.start_ids:  # a chat template that writes the start token itself: not twice
+            columns[0] = [ids[len(self.start_ids):] if ids[: len(self.start_ids)] == self.start_ids else ids
+                          for ids in columns[0]]
         for column in responses:
             if len(column) != len(prompts):
                 raise ValueError(f"{len(prompts)} prompts but {len(column)} responses; they must match")
@@ -264,6 +267,14 @@ class TextBackbone(nn.Module):
                 return over_length(prompt, [(name, total)], self.max_length, lower_bound=capped,
                                    sequence=" + ".join(["prompt", *names[: k + 1]]))
         return None
+
+    def row_length(self, row: Sequence[Sequence[int]]) -> int:
+        """Tokens of a prepared row once laid out, before truncation."""
+        return len(self.start_ids) + sum(len(s) for s in row) + len(row)
+
+    def freeze_body(self) -> None:
+        """Train the head only (``rm.freeze_backbone``): no gradients for the backbone."""
+        self.requires_grad_(False)
 
     def collate(self, rows: Sequence[Sequence[Sequence[int]]], *, truncation: str = "truncate") -> TokenBatch:
         """Lay out and right-pad rows of segments (see the module doc); long rows keep the end
@@ -417,6 +428,9 @@ class FeatureBackbone(nn.Module):
         for start in range(0, len(rows), batch_size):
             index = list(range(start, min(len(rows), start + batch_size)))
             yield [[i] for i in index], self.collate([rows[i] for i in index])
+
+    def freeze_body(self) -> None:
+        self.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = x.to(self.device)

@@ -1,6 +1,17 @@
 """The saved preference-model directory (a documented contract, docs/preference.md).
 
-::
+Two layouts. A Bradley-Terry model on a causal LM is a standard transformers checkpoint::
+
+    DIR/
+      config.json, model.safetensors   *ForSequenceClassification with num_labels=1 (score head inside)
+      tokenizer.json, tokenizer_config.json, chat_template.jinja, ...   its tokenizer
+      preference_model.json   format, version, kind=bt, weights=sequence_classification, layout,
+                              max_length, dropout, prefkit version, what it was trained on
+      README.md               the model card
+
+``AutoModelForSequenceClassification.from_pretrained(DIR)`` loads it with no missing or
+unexpected weights and its logits are the rewards. Every other model (GPM, pairpm, a BT model on
+an encoder or with mean/cls pooling) is prefkit's own::
 
     DIR/
       preference_model.json   format, version, kind, backbone (causal|encoder), pooling,
@@ -10,7 +21,9 @@
       tokenizer.json, tokenizer_config.json, ...   its tokenizer
       head.safetensors        the head's weights
 
-The backbone files alone load with ``transformers.AutoModel.from_pretrained(DIR)``. Loading never
+whose backbone files alone load with ``transformers.AutoModel.from_pretrained(DIR)``.
+:func:`load_preference_model` also takes any ``*ForSequenceClassification`` checkpoint with one
+label and no manifest (a TRL ``RewardTrainer`` output) as a Bradley-Terry model. Loading never
 unpickles anything and never runs remote code. A run directory written by ``prefkit rm train``
 holds the model in ``RUN/model``; :func:`load_preference_model` accepts either.
 """
@@ -29,7 +42,13 @@ from prefkit._atomic import atomic_directory
 from prefkit.errors import InputError
 from prefkit.preference.backbone import TextBackbone, load_backbone
 from prefkit.preference.heads import build_head
-from prefkit.preference.models import MODEL_CLASSES, NeuralPreferenceModel, build_model
+from prefkit.preference.models import MODEL_CLASSES, NeuralPreferenceModel, RewardModel, build_model
+from prefkit.preference.seqcls import (
+    ScoreHead,
+    SequenceClassifierBackbone,
+    is_sequence_classifier_dir,
+    load_sequence_classifier,
+)
 
 MANIFEST = "preference_model.json"
 HEAD_WEIGHTS = "head.safetensors"
@@ -47,8 +66,9 @@ def save_preference_model(model: NeuralPreferenceModel, directory: str | os.Path
     target = Path(directory)
     with atomic_directory(target) as staging:
         model.backbone.save(staging)
-        head = {k: v.detach().contiguous().cpu() for k, v in model.head.state_dict().items()}
-        save_file(head, staging / HEAD_WEIGHTS)
+        if not isinstance(model.backbone, SequenceClassifierBackbone):  # its head is inside the model
+            head = {k: v.detach().contiguous().cpu() for k, v in model.head.state_dict().items()}
+            save_file(head, staging / HEAD_WEIGHTS)
         manifest = {"format": FORMAT, "version": VERSION, **model.describe(), "prefkit_version": __version__}
         if extra:
             manifest["trained"] = extra
@@ -57,17 +77,17 @@ def save_preference_model(model: NeuralPreferenceModel, directory: str | os.Path
 
 
 def resolve_model_dir(directory: str | os.PathLike[str]) -> Path:
-    """``DIR`` if it holds ``preference_model.json``, else ``DIR/model`` (a run directory)."""
+    """``DIR`` if it holds ``preference_model.json`` or a ``*ForSequenceClassification``
+    checkpoint, else ``DIR/model`` (a run directory)."""
     path = Path(directory)
-    if (path / MANIFEST).is_file():
-        return path
-    if (path / "model" / MANIFEST).is_file():
-        return path / "model"
+    for candidate in (path, path / "model"):
+        if (candidate / MANIFEST).is_file() or is_sequence_classifier_dir(candidate):
+            return candidate
     if not path.exists():
         raise InputError("preference-model directory does not exist", file=str(path))
     raise InputError(
-        f"not a preference-model directory (no {MANIFEST} here or in model/); "
-        "train one with `prefkit rm train`",
+        f"not a preference-model directory (no {MANIFEST} and no *ForSequenceClassification "
+        "config.json, here or in model/); train one with `prefkit rm train`",
         file=str(path),
     )
 
@@ -94,8 +114,14 @@ def load_preference_model(directory: str | os.PathLike[str], *, device: str | to
     from prefkit.policy import resolve_device
 
     root = resolve_model_dir(directory)
-    manifest = read_manifest(root)
     target = resolve_device(device, field="device")
+    if not (root / MANIFEST).is_file():  # a standard checkpoint, e.g. TRL's RewardTrainer output
+        return _frozen(_reward_model(load_sequence_classifier(root, device=target)), target)
+    manifest = read_manifest(root)
+    if manifest.get("weights") == "sequence_classification":
+        backbone = load_sequence_classifier(root, max_length=int(manifest["max_length"]), device=target,
+                                            dropout=float(manifest.get("dropout", 0.0)))
+        return _frozen(_reward_model(backbone), target)
     backbone = load_backbone(root, kind=manifest["backbone"], pooling=manifest["pooling"],
                              max_length=int(manifest["max_length"]), device=target)
     head = build_head(
@@ -113,7 +139,15 @@ def load_preference_model(directory: str | os.PathLike[str], *, device: str | to
         raise InputError(f"head weights do not match the manifest (expected {expected}, found {found})",
                          file=str(weights_path))
     head.load_state_dict(weights)
-    model = build_model(manifest["kind"], backbone, head).to(target)
+    return _frozen(build_model(manifest["kind"], backbone, head), target)
+
+
+def _reward_model(backbone: SequenceClassifierBackbone) -> RewardModel:
+    return RewardModel(backbone, ScoreHead(backbone.dropout))
+
+
+def _frozen(model: NeuralPreferenceModel, device: torch.device) -> NeuralPreferenceModel:
+    model = model.to(device)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)

@@ -58,6 +58,12 @@ class NeuralPreferenceModel(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    @property
+    def head_prefixes(self) -> tuple[str, ...]:
+        """Parameter-name prefixes of the head (``rm.head_lr``): ``head.``, and the classification
+        layer of a sequence-classifier backbone, which lives inside the transformers model."""
+        return ("head.", *(f"backbone.{p}" for p in getattr(self.backbone, "head_prefixes", ())))
+
     def describe(self) -> dict[str, Any]:
         """What ``preference_model.json`` records about this model."""
         backbone = self.backbone.describe() if hasattr(self.backbone, "describe") else {"backbone": "features"}

@@ -151,9 +151,12 @@ def text_pairs(
     prompts: Sequence[str],
     filler_length: tuple[int, int] = (3, 6),
     balanced: bool = False,
+    synonyms: bool = False,
 ) -> tuple[list[PairRecord], np.ndarray, np.ndarray]:
     """Text pairs: a response is its type's words (``type_words[t]``, e.g. ``["rock"]`` or
-    ``["superb", "formal"]``) shuffled among random filler words; chosen is the winner.
+    ``["superb", "formal"]``) shuffled among random filler words; chosen is the winner. With
+    ``synonyms=True`` the words of ``type_words[t]`` are alternatives instead: each response
+    carries one of them, drawn uniformly (e.g. ``["rock", "stone", "boulder"]``).
     Returns ``(records, winners, losers)``."""
     if len(type_words) != len(beats):
         raise ValueError(f"{len(beats)} types but {len(type_words)} word lists")
@@ -161,7 +164,8 @@ def text_pairs(
 
     def response(t: int) -> str:
         k = int(rng.integers(filler_length[0], filler_length[1] + 1))
-        words = [filler_words[i] for i in rng.integers(len(filler_words), size=k)] + list(type_words[t])
+        own = [type_words[t][int(rng.integers(len(type_words[t])))]] if synonyms else list(type_words[t])
+        words = [filler_words[i] for i in rng.integers(len(filler_words), size=k)] + own
         rng.shuffle(words)
         return " ".join(words)
 

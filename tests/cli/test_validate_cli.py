@@ -145,3 +145,26 @@ def test_local_tokenizer(tmp_path, capsys):
     assert code == 0
     assert info["tokenizer"] == str(tmp_path / "tok")
     assert info["tokens"]["sequence"]["max"] == 3 + 1 + 1  # no bos; eos appended to the response
+
+
+def test_a_dataset_dict_split_and_a_column_map(tmp_path, capsys):
+    from datasets import Dataset, DatasetDict
+
+    rows = [{"q": "The sky is", "good": " blue.", "bad": " green."}]
+    DatasetDict({"train": Dataset.from_list(rows), "test": Dataset.from_list(rows)}).save_to_disk(str(tmp_path / "dd"))
+    code, info = run_json(capsys, "--data", str(tmp_path / "dd"), "--split", "test",
+                          "--column", "prompt=q", "--column", "chosen=good", "--column", "rejected=bad")
+    assert code == 0 and info["kind"] == "pairs" and info["kept"] == 1
+    assert info["file"] == f"{tmp_path / 'dd'}[test]"
+    assert main(["validate", "--data", str(tmp_path / "dd"), "--split", "dev"]) == 2
+    assert "splits: train, test" in capsys.readouterr().err
+    assert main(["validate", "--data", str(tmp_path / "dd"), "--column", "chosen=missing"]) == 2
+    assert "data.columns.chosen names column 'missing', which is not there" in capsys.readouterr().err
+
+
+def test_unpaired_files_are_validated(tmp_path, capsys):
+    path = write(tmp_path / "kto.jsonl", [{"prompt": "p", "completion": "c", "label": True},
+                                          {"prompt": "p", "completion": "d", "label": "no"}])
+    code, info = run_json(capsys, "--data", str(path))
+    assert code == 1 and info["kind"] == "unpaired"
+    assert [(e["line"], e["field"]) for e in info["errors"]] == [(2, "label")]

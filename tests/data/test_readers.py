@@ -332,7 +332,7 @@ def test_all_rows_skipped_is_an_error_not_an_empty_result(jsonl):
     ("row", "words"),
     [
         ({"text": "The sky is blue."}, "carries no preference"),
-        ({"prompt": "p", "completion": "c", "label": True}, "unpaired preference"),
+        ({"completion": "c", "score": 1}, "carries no preference"),
         ({"question": "q", "answer": "a"}, "no known columns"),
     ],
 )

@@ -104,6 +104,16 @@ def test_sft_and_reward_models_match_across_process_counts(pairs, tmp_path, kind
     assert [r["loss"] for r in a] == pytest.approx([r["loss"] for r in b], rel=1e-5, abs=1e-6)
 
 
+def test_kto_matches_across_process_counts(pairs, tmp_path):
+    """KTO's reference point is the mean over the global micro-batch (each rank's share
+    all-reduced, as TRL gathers it), so 2 processes give 1 process's losses."""
+    _run(1, _train("kto", pairs, tmp_path / "one", "train.steps=3", "data.unpair=true"))
+    _run(2, _train("kto", pairs, tmp_path / "two", "train.steps=3", "data.unpair=true"))
+    a, b = _rows(tmp_path / "one"), _rows(tmp_path / "two")
+    for key in ("loss", "kl", "rewards/chosen"):
+        assert [r[key] for r in a] == pytest.approx([r[key] for r in b], rel=1e-5, abs=1e-6), key
+
+
 def test_kill_9_of_the_whole_job_and_resume_give_the_uninterrupted_run(pairs, two_process_dpo, tmp_path):
     out = tmp_path / "run"
     args = _train("dpo", pairs, out, "train.steps=6", "train.save_every=2")

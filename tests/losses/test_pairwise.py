@@ -30,6 +30,12 @@ PAIR = (t(-1.0), t(-2.0), t(-1.5), t(-1.5))
 PAIRWISE = sorted(name for name, spec in LOSSES.items() if spec.kind == "pairwise")
 
 
+def extra_inputs(spec, c):
+    """Neutral values for a spec's extra inputs (zero tails, unit WPO weights, a fixed gold)."""
+    neutral = {"gold_logps": c.detach() * 0 - 2.0, "gold_lengths": torch.full_like(c, 4.0)}
+    return {name: neutral.get(name, torch.zeros_like(c)) for name in spec.inputs}
+
+
 def call(name: str, c, r, rc, rr, lengths=None, **kwargs):
     spec = LOSSES[name]
     if spec.needs_lengths:
@@ -39,7 +45,7 @@ def call(name: str, c, r, rc, rr, lengths=None, **kwargs):
         kwargs.update(chosen_lengths=lc, rejected_lengths=lr)
     if not spec.needs_reference:
         rc = rr = None
-    return spec.fn(c, r, rc, rr, **kwargs)
+    return spec.fn(c, r, rc, rr, **extra_inputs(spec, c), **kwargs)
 
 
 # ------------------------------------------------------------------------- worked numbers

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from prefkit import losses as L
-from prefkit.losses import LOSSES, LossSpec
+from prefkit.losses import INPUTS, LOSSES, LossSpec
 
 D = torch.float64
 ARXIV = re.compile(r"arXiv \d{4}\.\d{4,5}")
@@ -26,7 +26,8 @@ def test_entry_is_documented_with_a_paper(name):
         f"{name}: docstring must name the paper and arXiv id"
     )
     assert ARXIV.search(spec.paper), f"{name}: spec.paper must cite an arXiv id"
-    assert spec.kind in ("pairwise", "listwise", "reward", "online", "token")
+    assert spec.kind in ("pairwise", "listwise", "reward", "online", "token", "unpaired")
+    assert set(spec.inputs) <= set(INPUTS)
     if spec.strength_arg is not None:
         # token losses may put their strength in the advantages (the KL penalty in the reward)
         owners = [spec.fn] if spec.kind != "token" else [spec.fn, spec.advantage_fn]
@@ -35,7 +36,6 @@ def test_entry_is_documented_with_a_paper(name):
         assert any(spec.strength_arg in d for d in spec.all_defaults.values()), (
             "the strength argument is keyword-only with a default"
         )
-    assert spec.online == (spec.kind in ("online", "token"))
 
 
 @pytest.mark.parametrize("name", sorted(n for n, s in LOSSES.items() if s.kind == "pairwise"))
@@ -53,9 +53,9 @@ def test_pairwise_losses_take_four_tensors_positionally_and_beta_by_keyword(name
     assert beta.kind is inspect.Parameter.KEYWORD_ONLY
     g = torch.Generator().manual_seed(0)
     c, r, rc, rr = (torch.randn(3, generator=g, dtype=D) - 2 for _ in range(4))
-    extra = {}
+    extra = {name: torch.full((3,), 2.0 if name == "gold_lengths" else -0.5, dtype=D) for name in spec.inputs}
     if spec.needs_lengths:
-        extra = {"chosen_lengths": torch.ones(3), "rejected_lengths": torch.full((3,), 2.0)}
+        extra.update(chosen_lengths=torch.ones(3), rejected_lengths=torch.full((3,), 2.0))
     out = spec.fn(c, r, rc, rr, beta=0.5, **extra)
     assert out.shape == (3,) and out.dtype == D
     if not spec.needs_reference:
@@ -124,6 +124,21 @@ def test_a_token_spec_with_overlapping_keywords_is_refused():
                  reduction="tokens")  # fmt: skip
     with pytest.raises(ValueError, match="needs advantage_fn and reduction"):
         LossSpec("x", L.ppo, "token", "arXiv 1707.06347")
+@pytest.mark.parametrize("name", sorted(n for n, s in LOSSES.items() if s.kind == "unpaired"))
+def test_unpaired_losses_follow_the_unpaired_convention(name):
+    spec = LOSSES[name]
+    params = list(inspect.signature(spec.fn).parameters.values())
+    assert [p.name for p in params[:3]] == ["logps", "ref_logps", "labels"]
+    assert spec.strength_arg == "beta" and "beta" in spec.defaults
+    assert {"desirable_weight", "undesirable_weight"} <= set(spec.defaults)
+    g = torch.Generator().manual_seed(2)
+    logps, ref = torch.randn(4, generator=g, dtype=D) - 3, torch.randn(4, generator=g, dtype=D) - 3
+    labels = torch.tensor([True, False, True, False])
+    extra = {name: torch.randn(4, generator=g, dtype=D) for name in spec.inputs}
+    out = spec.fn(logps, ref, labels, beta=0.5, **extra)
+    assert out.shape == (4,) and out.dtype == D and torch.isfinite(out).all()
+    # 0/1 integer labels mean the same as bool labels
+    torch.testing.assert_close(spec.fn(logps, ref, labels.long(), beta=0.5, **extra), out)
 
 
 def test_registry_covers_the_required_methods():
@@ -133,6 +148,8 @@ def test_registry_covers_the_required_methods():
         "lipo_lambda", "dpo_pl", "adpo", "irpo", "bradley_terry", "gpm", "online_ipo",
         "nash_md_pg", "p3o", "dno", "sppo", "grao", "superhf", "ppo", "pairwise_ppo", "rloo",
         "grpo", "bnpo", "dr_grpo", "dapo", "reinforce_pp",
+        "kto", "bco_unpaired",
+        "apo_zero_unpaired", "fdpo", "ld_dpo", "wpo", "tpo", "alphapo", "cpo",
     }  # fmt: skip
     assert required <= set(LOSSES)
 

@@ -11,7 +11,7 @@ from transformers import PreTrainedTokenizerFast
 from prefkit.config import TinyConfig
 from prefkit.data.boundaries import chunks
 from prefkit.policy import Policy, bounded
-from prefkit.policy.encoding import build_batch
+from prefkit.policy.encoding import build_batch, first_token_rule
 from prefkit.policy.tokenizer import count_words, fit_word_tokenizer
 
 WORDS = ["the", "cat", "sat", "on", "mat", "naïve", "café", "中文", "🙂", "x1", "don't", "e.g.", "(a)",
@@ -170,7 +170,7 @@ def test_batches_from_limited_ids_equal_batches_from_whole_ids(factory, small_wi
     assert [len(ids) > max_length for ids in whole_p] == [len(ids) > max_length for ids in capped_p]
     for p, r, cp, cr in zip(whole_p, whole_r, capped_p, capped_r):
         assert (len(p) + len(r) > max_length) == (len(cp) + len(cr) > max_length)
-    keep_bos = policy.tokenizer.bos_token_id is not None
+    keep_bos = first_token_rule(policy.tokenizer)  # the engine's rule: keep a leading special token
     for max_prompt_length in (None, 1, 10, 47):
         kwargs = {"pad_id": policy.tokenizer.pad_token_id, "max_length": max_length,
                   "max_prompt_length": max_prompt_length, "keep_first_prompt_token": keep_bos}

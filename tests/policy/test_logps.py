@@ -209,3 +209,23 @@ def test_wrapped_model_goes_through_the_wrapper_and_gives_the_same_logps(policy6
         handle.remove()
     assert calls == [1]
     torch.testing.assert_close(wrapped, plain, rtol=0, atol=0)
+
+
+def test_tail_logps_and_wpo_weights_against_the_full_logits():
+    from prefkit.config import TinyConfig
+    from prefkit.policy import Policy, tail_logps, wpo_weight_logps
+
+    policy = Policy.tiny(["a b c d e f g"], TinyConfig(hidden_size=16, layers=1, heads=2), seed=0)
+    batch = policy.encode(["a b", "c"], ["c d e", "f"], max_length=16)
+    sums, tails = tail_logps(policy.model, batch, torch.tensor([1, 1]))
+    with torch.no_grad():
+        logits = policy.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits.double()
+    logp = torch.log_softmax(logits[:, :-1], -1).gather(-1, batch.input_ids[:, 1:, None])[..., 0]
+    mask = batch.response_mask[:, 1:]
+    torch.testing.assert_close(sums.double(), (logp * mask).sum(1), rtol=1e-5, atol=1e-5)
+    # past the first response token: row 0 has 3 tokens + eos, row 1 one token + eos
+    position = mask.long().cumsum(1)
+    torch.testing.assert_close(tails.double(), (logp * (mask & (position > 1))).sum(1), rtol=1e-5, atol=1e-5)
+    log_sum_sq = torch.logsumexp(2 * torch.log_softmax(logits[:, :-1], -1), -1)
+    expected = ((logp - log_sum_sq) * mask).sum(1) / mask.sum(1)
+    torch.testing.assert_close(wpo_weight_logps(policy.model, batch).double(), expected, rtol=1e-5, atol=1e-5)

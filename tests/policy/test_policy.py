@@ -164,7 +164,7 @@ def test_remote_code_is_not_run_unless_trusted(tmp_path, checkpoint):
 def test_render_prompt_and_response(policy):
     assert policy.render_prompt("as is") == "as is"
     messages = [{"role": "system", "content": "be kind"}, {"role": "user", "content": "hi"}]
-    assert policy.render_prompt(messages) == "system: be kind\nuser: hi\nassistant:"
+    assert policy.render_prompt(messages) == "<s>system: be kind\nuser: hi\nassistant:"
     assert policy.render_response("as is") == "as is"
     two = [{"role": "assistant", "content": "a"}, {"role": "assistant", "content": "b"}]
     assert policy.render_response(two) == "a\nb"

@@ -54,9 +54,17 @@ def test_chat_template_renders_role_lines_and_generation_prompt_with_known_words
     tokenizer = fit_word_tokenizer(["hi there"], max_vocab=64)
     messages = [{"role": "system", "content": "hi"}, {"role": "user", "content": "there"}]
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    assert text == "system: hi\nuser: there\nassistant:"
+    assert text == "<s>system: hi\nuser: there\nassistant:"
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     assert tokenizer.unk_token_id not in ids
+    # an assistant turn ends with the eos, like ChatML's <|im_end|>
+    full = [*messages, {"role": "assistant", "content": "hi"}]
+    assert tokenizer.apply_chat_template(full, tokenize=False) == "<s>system: hi\nuser: there\nassistant: hi</s>\n"
+
+
+def test_the_tokenizer_itself_adds_the_bos():
+    tokenizer = fit_word_tokenizer(["hi there"], max_vocab=64)
+    assert tokenizer("hi there")["input_ids"] == [tokenizer.bos_token_id, *tokenizer("hi there", add_special_tokens=False)["input_ids"]]
 
 
 def test_too_small_vocabulary_is_rejected():

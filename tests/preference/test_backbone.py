@@ -90,7 +90,10 @@ def test_mean_pooling_is_the_masked_mean(backbone):
 
 def test_conversations_render_through_the_chat_template(backbone):
     prompt = [{"role": "user", "content": "tell me a joke"}]
-    assert render_prompt(backbone.tokenizer, prompt) == "user: tell me a joke\nassistant:"
+    assert render_prompt(backbone.tokenizer, prompt) == "<s>user: tell me a joke\nassistant:"
+    # the template's <s> is the start token: the prompt segment does not carry it twice
+    (row,) = backbone.prepare([prompt], ["no joke"])
+    assert row[0][0] != backbone.tokenizer.bos_token_id
     assert render_response([{"role": "assistant", "content": "no joke"}]) == "no joke"
     with pytest.raises(ValueError, match="only assistant"):
         render_response([{"role": "user", "content": "x"}])

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import torch
 
 from prefkit.config import TrainConfig
-from prefkit.data import ListRecord, PairRecord, over_length
+from prefkit.data import ListRecord, PairRecord, UnpairedRecord, over_length
 from prefkit.errors import InputError
 from prefkit.policy import EncodedBatch, Policy
-from prefkit.policy.encoding import build_batch
+from prefkit.policy.encoding import KeepFirst, build_batch
 
 
 @dataclass
@@ -30,11 +30,14 @@ class PairExamples:
     labels: torch.Tensor
     weights: torch.Tensor
     truncated: int
+    tails: bool = False
+    """Reference log-probs also hold each response's sum past the pair's shared length (LD-DPO):
+    ``[N, 4]`` = chosen, rejected, chosen tail, rejected tail."""
 
     def __len__(self) -> int:
         return len(self.prompt_ids)
 
-    def batch(self, index: Sequence[int], cfg: TrainConfig, pad_id: int, keep_bos: bool) -> EncodedBatch:
+    def batch(self, index: Sequence[int], cfg: TrainConfig, pad_id: int, keep_bos: KeepFirst) -> EncodedBatch:
         """Chosen rows then rejected rows of the examples in ``index`` (one forward for both)."""
         index = list(index)
         n = len(index)
@@ -50,7 +53,7 @@ class PairExamples:
         )
 
     def fingerprint(self) -> str:
-        return _fingerprint(self.prompt_ids, self.chosen_ids, self.rejected_ids)
+        return _fingerprint(self.prompt_ids, self.chosen_ids, self.rejected_ids, [[int(self.tails)]])
 
 
 @dataclass
@@ -70,7 +73,7 @@ class ListExamples:
     def k(self) -> int:
         return int(self.mask.shape[1])
 
-    def batch(self, index: Sequence[int], cfg: TrainConfig, pad_id: int, keep_bos: bool) -> tuple[EncodedBatch, torch.Tensor]:
+    def batch(self, index: Sequence[int], cfg: TrainConfig, pad_id: int, keep_bos: KeepFirst) -> tuple[EncodedBatch, torch.Tensor]:
         """Rows of the real responses of the examples in ``index``, and their ``[n, K]`` slots."""
         index = list(index)
         rows, prompt_of_row, slots = [], [], []
@@ -107,7 +110,7 @@ class SequenceExamples:
     def __len__(self) -> int:
         return len(self.prompt_ids)
 
-    def batch(self, index: Sequence[int], cfg: TrainConfig, pad_id: int, keep_bos: bool) -> EncodedBatch:
+    def batch(self, index: Sequence[int], cfg: TrainConfig, pad_id: int, keep_bos: KeepFirst) -> EncodedBatch:
         index = list(index)
         return build_batch(
             [self.prompt_ids[i] for i in index],
@@ -121,6 +124,102 @@ class SequenceExamples:
 
     def fingerprint(self) -> str:
         return _fingerprint(self.prompt_ids, self.response_ids)
+
+
+@dataclass
+class UnpairedExamples:
+    """Tokenized unpaired rows (one completion, desirable or not) and, for KTO's reference
+    point, each row's mismatched partner ``kl_partner[i]``: the completion row ``i`` is paired
+    with, from another prompt (``None`` when the loss needs no KL estimate)."""
+
+    prompt_ids: list[list[int]]
+    completion_ids: list[list[int]]
+    labels: torch.Tensor
+    weights: torch.Tensor
+    truncated: int
+    kl_partner: list[int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.prompt_ids)
+
+    def batch(self, index: Sequence[int], cfg: TrainConfig, pad_id: int, keep_bos: KeepFirst) -> EncodedBatch:
+        """The completion rows of ``index``, then (with ``kl_partner``) each prompt with its
+        partner's completion (one forward for both)."""
+        index = list(index)
+        responses = [self.completion_ids[i] for i in index]
+        prompt_of_row = list(range(len(index)))
+        if self.kl_partner is not None:
+            responses += [self.completion_ids[self.kl_partner[i]] for i in index]
+            prompt_of_row += list(range(len(index)))
+        return build_batch(
+            [self.prompt_ids[i] for i in index],
+            responses,
+            pad_id=pad_id,
+            max_length=cfg.max_length,
+            max_prompt_length=cfg.max_prompt_length,
+            truncation="truncate",
+            prompt_of_row=prompt_of_row,
+            keep_first_prompt_token=keep_bos,
+        )
+
+    def fingerprint(self) -> str:
+        return _fingerprint(self.prompt_ids, self.completion_ids, [[int(v)] for v in self.labels.tolist()],
+                            [self.kl_partner or []])
+
+
+def shared_lengths(batch: EncodedBatch, n: int) -> torch.Tensor:
+    """Per row of a chosen-then-rejected batch of ``n`` pairs, ``min(|y_c|, |y_r|)`` of its pair
+    (response tokens after truncation): the length past which LD-DPO's tail begins."""
+    lengths = batch.response_lengths
+    shared = torch.minimum(lengths[:n], lengths[n:])
+    return torch.cat([shared, shared])
+
+
+def kl_partner_index(n: int, chunk: int) -> list[int]:
+    """KTO's mismatched pairs as TRL 1.16's ``KTOTrainer`` builds them (its KL dataset rotates
+    the completions by one within each batch of rows, ``prefkit.data.kl_partners``): row ``i``
+    is paired with the previous row of its chunk of ``chunk`` consecutive rows (the first with
+    the last). Fixed per row, so the reference's KL log-probs are computed once; a last chunk of
+    one row is joined to the chunk before it."""
+    from prefkit.data import kl_partners
+
+    if n < 2:
+        raise InputError("KTO's KL estimate pairs each prompt with another row's completion: it needs at least "
+                         "2 rows", field="loss.name")
+    chunk = max(2, chunk)
+    starts = list(range(0, n, chunk))
+    if n - starts[-1] == 1 and len(starts) > 1:
+        starts.pop()
+    out: list[int] = []
+    for k, start in enumerate(starts):
+        end = starts[k + 1] if k + 1 < len(starts) else n
+        out.extend(start + j for j in kl_partners(end - start))
+    return out
+
+
+def tokenize_unpaired(policy: Policy, records: Sequence[UnpairedRecord], cfg: TrainConfig, *,
+                      kl_chunk: int | None) -> UnpairedExamples:
+    """Unpaired records as token ids; ``kl_chunk`` (the micro-batch size) gives every row its
+    KL partner (:func:`kl_partner_index`), ``None`` when the loss has no KL estimate."""
+    if not records:
+        raise InputError("no training rows: the unpaired data is empty")
+    limit = cfg.max_length + 1
+    prompts = [r.prompt for r in records]
+    prompt_ids = policy.prompt_ids(prompts, limit=limit)
+    completion_ids = policy.response_ids([r.completion for r in records], prompts=prompts, limit=limit)
+    sources = [r.source for r in records]
+    check_not_empty(policy, prompts, prompt_ids, sources, "prompt", response=False)
+    check_not_empty(policy, [r.completion for r in records], completion_ids, sources, "completion", response=True)
+    truncated = sum(_check_length(p, [("completion", c)], cfg, r.source)
+                    for r, p, c in zip(records, prompt_ids, completion_ids))
+    return UnpairedExamples(
+        prompt_ids=prompt_ids,
+        completion_ids=completion_ids,
+        labels=torch.tensor([r.label for r in records], dtype=torch.bool),
+        weights=torch.tensor([1.0 if r.weight is None else r.weight for r in records], dtype=torch.float32),
+        truncated=truncated,
+        kl_partner=kl_partner_index(len(records), kl_chunk) if kl_chunk is not None else None,
+    )
 
 
 def _fingerprint(*columns: list[list[int]]) -> str:
@@ -155,10 +254,11 @@ def check_not_empty(policy: Policy, texts: Sequence, ids: Sequence[Sequence[int]
     """Non-empty text that the tokenizer turns into no tokens at all (a tokenizer that does not
     belong to the model, e.g. one that maps every word to nothing) is an error, not a silent
     ``[bos]``/``[eos]``-only row."""
-    special = 1 if response else int(policy.tokenizer.bos_token_id is not None)
+    tokenizer = policy.tokenizer
+    specials = {i for i in (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id) if i is not None}
     render = policy.render_response if response else policy.render_prompt
     for text, row, source in zip(texts, ids, sources):
-        if len(row) <= special and render(text).strip():
+        if all(i in specials for i in row) and render(text).strip():
             file, line = source if source else (None, None)
             raise InputError(f"the text tokenizes to no tokens with this model's tokenizer "
                              f"({type(policy.tokenizer).__name__}); is it the tokenizer the model was trained "
@@ -170,8 +270,9 @@ def tokenize_pairs(policy: Policy, records: Sequence[PairRecord], cfg: TrainConf
         raise InputError("no training pairs: the data is empty")
     limit = cfg.max_length + 1  # all that truncation to max_length can keep (prefkit.policy.bounded)
     prompt_ids = policy.prompt_ids([r.prompt for r in records], limit=limit)
-    chosen = policy.response_ids([r.chosen for r in records], limit=limit)
-    rejected = policy.response_ids([r.rejected for r in records], limit=limit)
+    prompts = [r.prompt for r in records]
+    chosen = policy.response_ids([r.chosen for r in records], prompts=prompts, limit=limit)
+    rejected = policy.response_ids([r.rejected for r in records], prompts=prompts, limit=limit)
     sources = [r.source for r in records]
     check_not_empty(policy, [r.prompt for r in records], prompt_ids, sources, "prompt", response=False)
     check_not_empty(policy, [r.chosen for r in records], chosen, sources, "chosen", response=True)
@@ -195,7 +296,8 @@ def tokenize_lists(policy: Policy, records: Sequence[ListRecord], cfg: TrainConf
     k = max(len(r.responses) for r in records)
     limit = cfg.max_length + 1
     prompt_ids = policy.prompt_ids([r.prompt for r in records], limit=limit)
-    flat = policy.response_ids([resp for r in records for resp in r.responses], limit=limit)
+    flat = policy.response_ids([resp for r in records for resp in r.responses],
+                               prompts=[r.prompt for r in records for _ in r.responses], limit=limit)
     check_not_empty(policy, [r.prompt for r in records], prompt_ids, [r.source for r in records], "prompt",
                     response=False)
     check_not_empty(policy, [resp for r in records for resp in r.responses], flat,
@@ -220,7 +322,7 @@ def tokenize_sequences(
         raise InputError("no training sequences: the data is empty")
     limit = cfg.max_length + 1
     prompt_ids = policy.prompt_ids(list(prompts), limit=limit)
-    response_ids = policy.response_ids(list(responses), limit=limit)
+    response_ids = policy.response_ids(list(responses), prompts=list(prompts), limit=limit)
     sources = sources or [None] * len(prompts)
     check_not_empty(policy, list(prompts), prompt_ids, sources, "prompt", response=False)
     check_not_empty(policy, list(responses), response_ids, sources, "response", response=True)

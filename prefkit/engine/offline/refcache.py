@@ -25,11 +25,18 @@ from safetensors.torch import load_file, save_file
 
 from prefkit._atomic import atomic_path
 from prefkit.config import TrainConfig
-from prefkit.engine.offline.examples import ListExamples, PairExamples, SequenceExamples
+from prefkit.engine.offline.examples import (
+    ListExamples,
+    PairExamples,
+    SequenceExamples,
+    UnpairedExamples,
+    shared_lengths,
+)
 from prefkit.engine.run import RunSession
-from prefkit.policy import Policy, sequence_logps
+from prefkit.policy import Policy, sequence_logps, tail_logps
+from prefkit.policy.encoding import first_token_rule
 
-Examples = PairExamples | ListExamples | SequenceExamples
+Examples = PairExamples | ListExamples | SequenceExamples | UnpairedExamples
 
 
 def cache_dir() -> Path:
@@ -69,7 +76,9 @@ def _length_sorted_chunks(index: Sequence[int], lengths: Sequence[int], batch_si
 def output_shape(examples: Examples) -> tuple[int, ...]:
     n = len(examples)
     if isinstance(examples, PairExamples):
-        return (n, 2)
+        return (n, 4 if examples.tails else 2)
+    if isinstance(examples, UnpairedExamples):
+        return (n, 2) if examples.kl_partner is not None else (n,)
     if isinstance(examples, ListExamples):
         return (n, examples.k)
     return (n,)
@@ -78,10 +87,12 @@ def output_shape(examples: Examples) -> tuple[int, ...]:
 @torch.no_grad()
 def compute_reference_logps(examples: Examples, reference: Policy, cfg: TrainConfig, batch_size: int,
                             index: Sequence[int] | None = None) -> torch.Tensor:
-    """Reference log-prob sums of the examples in ``index`` (default: all): ``[N, 2]`` for pairs,
-    ``[N, K]`` for lists, ``[N]`` for sequences; rows outside ``index`` are 0."""
+    """Reference log-prob sums of the examples in ``index`` (default: all): ``[N, 2]`` for pairs
+    (``[N, 4]`` with their tails past the shared length, LD-DPO), ``[N, K]`` for lists, ``[N]``
+    for sequences, ``[N]`` or ``[N, 2]`` (with the KL partner's completion) for unpaired rows;
+    rows outside ``index`` are 0."""
     pad_id = reference.tokenizer.pad_token_id
-    keep_bos = reference.tokenizer.bos_token_id is not None
+    keep_bos = first_token_rule(reference.tokenizer)
     model = reference.model
     was_training = model.training
     model.eval()
@@ -92,9 +103,24 @@ def compute_reference_logps(examples: Examples, reference: Policy, cfg: TrainCon
             lengths = [len(p) + max(len(c), len(r)) for p, c, r in
                        zip(examples.prompt_ids, examples.chosen_ids, examples.rejected_ids)]
             for rows in _length_sorted_chunks(index, lengths, batch_size):
-                sums, _ = sequence_logps(model, examples.batch(rows, cfg, pad_id, keep_bos).to(reference.device))
+                batch = examples.batch(rows, cfg, pad_id, keep_bos).to(reference.device)
+                if examples.tails:
+                    sums, tails = tail_logps(model, batch, shared_lengths(batch, len(rows)))
+                    out[rows, 2], out[rows, 3] = tails.float().cpu()[: len(rows)], tails.float().cpu()[len(rows) :]
+                else:
+                    sums, _ = sequence_logps(model, batch)
                 sums = sums.float().cpu()
                 out[rows, 0], out[rows, 1] = sums[: len(rows)], sums[len(rows) :]
+            return out
+        if isinstance(examples, UnpairedExamples):
+            lengths = [len(p) + len(c) for p, c in zip(examples.prompt_ids, examples.completion_ids)]
+            for rows in _length_sorted_chunks(index, lengths, batch_size):
+                sums, _ = sequence_logps(model, examples.batch(rows, cfg, pad_id, keep_bos).to(reference.device))
+                sums = sums.float().cpu()
+                if examples.kl_partner is not None:
+                    out[rows, 0], out[rows, 1] = sums[: len(rows)], sums[len(rows) :]
+                else:
+                    out[rows] = sums
             return out
         if isinstance(examples, ListExamples):
             lengths = [len(p) + max(len(r) for r in group) for p, group in

@@ -23,12 +23,18 @@ import torch
 from torch import nn
 
 from prefkit.engine.data import batch_indices
-from prefkit.engine.losses import ResolvedLoss, symmetrised
+from prefkit.engine.losses import TAIL_INPUTS, WPO_INPUTS, ResolvedLoss, symmetrised
 from prefkit.engine.metrics import MetricSums
 from prefkit.engine.offline.buckets import length_buckets
-from prefkit.engine.offline.examples import ListExamples, PairExamples
+from prefkit.engine.offline.examples import (
+    ListExamples,
+    PairExamples,
+    UnpairedExamples,
+    shared_lengths,
+)
 from prefkit.engine.run import LossOutput, MicroBatch, RunSession, StepShape
-from prefkit.policy import EncodedBatch, Policy, sequence_logps
+from prefkit.policy import EncodedBatch, Policy, sequence_logps, tail_logps, wpo_weight_logps
+from prefkit.policy.encoding import first_token_rule
 from prefkit.policy.logps import token_logps
 
 
@@ -51,7 +57,7 @@ class OfflineShape(StepShape):
         session.require_batch(self.train.batch_size, "train.batch_size", micro=self.train.grad_accum)
         self.eval_examples = eval_examples
         self.pad_id = policy.tokenizer.pad_token_id
-        self.keep_bos = policy.tokenizer.bos_token_id is not None
+        self.keep_bos = first_token_rule(policy.tokenizer)
 
     def rows(self, step: int) -> list[list[int]]:
         """This rank's micro-batches of example indices for ``step``."""
@@ -106,12 +112,23 @@ class PairwiseShape(OfflineShape):
                batch: EncodedBatch) -> tuple[torch.Tensor, MetricSums]:
         device, loss = self.session.device, self.loss_fn
         n = len(rows)
-        sums, counts = self.forward(model, batch)
+        kwargs = dict(loss.kwargs)
+        inputs = set(loss.spec.inputs)
+        if inputs & set(TAIL_INPUTS):  # LD-DPO: one padded forward gives the sums and the tails
+            padded = batch.to(device)
+            sums, tails = tail_logps(model, padded, shared_lengths(padded, n))
+            sums, tails, counts = sums.float(), tails.float(), padded.response_lengths
+            kwargs.update(chosen_tail_logps=tails[:n], rejected_tail_logps=tails[n:],
+                          ref_chosen_tail_logps=ref[rows, 2].to(device), ref_rejected_tail_logps=ref[rows, 3].to(device))
+        else:
+            sums, counts = self.forward(model, batch)
+        if inputs & set(WPO_INPUTS):
+            weights = wpo_weight_logps(model, batch)
+            kwargs.update(chosen_wpo_logps=weights[:n], rejected_wpo_logps=weights[n:])
         c, r = sums[:n], sums[n:]
         lc, lr = counts[:n].to(c.dtype), counts[n:].to(c.dtype)
         rc = ref[rows, 0].to(device) if ref is not None else None
         rr = ref[rows, 1].to(device) if ref is not None else None
-        kwargs = dict(loss.kwargs)
         if loss.spec.needs_lengths:
             kwargs.update(chosen_lengths=lc, rejected_lengths=lr)
         labels = examples.labels[rows].to(device)
@@ -241,3 +258,76 @@ class SFTShape(OfflineShape):
             out.merge(result.metrics)
         return out
 
+
+
+class UnpairedShape(OfflineShape):
+    """A registry unpaired loss (KTO, unpaired BCO, APO-zero unpaired) on one completion per
+    example, desirable or not (``fn(logps, ref_logps, labels, **kwargs)``).
+
+    KTO's reference point ``z_0`` (TRL 1.16 ``KTOTrainer``): the mean over the micro-batch of
+    ``log π(y_j | x_i) − log π_ref(y_j | x_i)`` for each row's fixed mismatched partner ``j``
+    (``UnpairedExamples.kl_partner``; the policy's side without gradients), averaged across
+    processes as TRL gathers it, and passed to the loss as ``kl``. Units: examples (the batch
+    loss is the mean of the per-example losses, TRL's ``nanmean``)."""
+
+    def __init__(self, session: RunSession, policy: Policy, examples: UnpairedExamples, loss: ResolvedLoss,
+                 ref: torch.Tensor, *, label: str, eval_examples: UnpairedExamples | None = None,
+                 eval_ref: torch.Tensor | None = None) -> None:
+        super().__init__(session, policy, examples, label=label, eval_examples=eval_examples)
+        self.loss_fn, self.ref, self.eval_ref = loss, ref, eval_ref
+
+    def micro_batches(self, step: int) -> list[MicroBatch]:
+        return [MicroBatch(len(rows), (rows, self.examples.batch(rows, self.train, self.pad_id, self.keep_bos)))
+                for rows in self.rows(step)]
+
+    def loss(self, model: nn.Module, micro: MicroBatch) -> LossOutput:
+        rows, batch = micro.data
+        per_example, metrics = self._rows(model, self.examples, self.ref, rows, batch, across_ranks=True)
+        return LossOutput(per_example.sum(), metrics, batch.num_tokens)
+
+    def _rows(self, model: nn.Module, examples: UnpairedExamples, ref: torch.Tensor, rows: list[int],
+              batch: EncodedBatch, *, across_ranks: bool = False) -> tuple[torch.Tensor, MetricSums]:
+        """Per-example losses and metrics; ``across_ranks`` averages KTO's ``z_0`` over the
+        processes (training steps; held-out batches differ in number per rank and use their own)."""
+        device, loss = self.session.device, self.loss_fn
+        n = len(rows)
+        kwargs = dict(loss.kwargs)
+        with_kl = examples.kl_partner is not None
+        if with_kl:
+            # The mismatched rows need no gradients: score them separately, under no_grad.
+            sums, _ = self.forward(model, batch.select(list(range(n))))
+            with torch.no_grad():
+                kl_sums, _ = self.forward(model, batch.select(list(range(n, 2 * n))))
+            ref_logps, ref_kl = ref[rows, 0].to(device), ref[rows, 1].to(device)
+            local = torch.stack([(kl_sums - ref_kl).sum(), torch.tensor(float(n), device=device)])
+            total = self.session.all_sum(local.detach()) if across_ranks else local.detach()
+            kwargs["kl"] = total[0] / total[1]
+        else:
+            sums, _ = self.forward(model, batch)
+            ref_logps = ref[rows].to(device)
+        labels = examples.labels[rows].to(device)
+        per_example = loss.spec.fn(sums, ref_logps, labels, **kwargs)
+        if loss.nll_weight:
+            raise ValueError("loss.nll_weight applies to pairwise losses, not to unpaired ones")
+        per_example = per_example * examples.weights[rows].to(device)
+        metrics = MetricSums()
+        with torch.no_grad():
+            h = loss.beta * (sums - ref_logps)
+            metrics.add("rewards/chosen", h[labels])
+            metrics.add("rewards/rejected", h[~labels])
+            metrics.add("logps/chosen", sums[labels])
+            metrics.add("logps/rejected", sums[~labels])
+            if with_kl:
+                metrics.add_total("kl", float(kwargs["kl"]) * n, n)
+        return per_example, metrics
+
+    def evaluate(self, model: nn.Module) -> MetricSums | None:
+        if self.eval_examples is None:
+            return None
+        out = MetricSums()
+        for rows in self.eval_batches():
+            batch = self.eval_examples.batch(rows, self.train, self.pad_id, self.keep_bos)
+            per_example, metrics = self._rows(model, self.eval_examples, self.eval_ref, rows, batch)
+            out.add("loss", per_example)
+            out.merge(metrics)
+        return out

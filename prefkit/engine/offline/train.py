@@ -10,7 +10,7 @@ from typing import Any
 from prefkit.data import check_batch_size
 from prefkit.engine.data import TrainData, load_eval_data, load_train_data
 from prefkit.engine.losses import ResolvedLoss, resolve_loss
-from prefkit.engine.methods import Method
+from prefkit.engine.methods import KL_INPUTS, TAIL_INPUTS, Method
 from prefkit.engine.models import (
     build_policy,
     build_reference,
@@ -21,9 +21,20 @@ from prefkit.engine.models import (
     save_policy_outputs,
     with_lora,
 )
-from prefkit.engine.offline.examples import tokenize_lists, tokenize_pairs, tokenize_sequences
+from prefkit.engine.offline.examples import (
+    tokenize_lists,
+    tokenize_pairs,
+    tokenize_sequences,
+    tokenize_unpaired,
+)
 from prefkit.engine.offline.refcache import reference_logps
-from prefkit.engine.offline.shapes import ListwiseShape, OfflineShape, PairwiseShape, SFTShape
+from prefkit.engine.offline.shapes import (
+    ListwiseShape,
+    OfflineShape,
+    PairwiseShape,
+    SFTShape,
+    UnpairedShape,
+)
 from prefkit.engine.run import RunSession, TrainResult
 from prefkit.errors import InputError
 from prefkit.policy import Policy
@@ -42,7 +53,16 @@ def tokenize(method: Method, policy: Policy, data: TrainData, session: RunSessio
     if method.step == "pairwise":
         if not data.pairs:
             raise InputError(f"method {method.name} needs pairs (prompt/chosen/rejected)")
-        return tokenize_pairs(policy, data.pairs, train)
+        examples = tokenize_pairs(policy, data.pairs, train)
+        examples.tails = bool(set(resolve_loss(method, session.cfg.loss).spec.inputs) & set(TAIL_INPUTS))
+        return examples
+    if method.step == "unpaired":
+        if not data.unpaired:
+            raise InputError(f"method {method.name} needs unpaired rows (prompt/completion/label), or pairs with "
+                             "data.unpair=true", field="data.path")
+        loss = resolve_loss(method, session.cfg.loss)
+        kl_chunk = train.batch_size // train.grad_accum if set(KL_INPUTS) & set(loss.spec.inputs) else None
+        return tokenize_unpaired(policy, data.unpaired, train, kl_chunk=kl_chunk)
     if not data.lists:
         raise InputError(f"method {method.name} needs ranked lists (prompt/responses/scores)")
     return tokenize_lists(policy, data.lists, train)
@@ -53,7 +73,7 @@ def build_shape(method: Method, session: RunSession, policy: Policy, examples: A
     if method.step == "sft":
         return SFTShape(session, policy, examples, label=method.name, eval_examples=eval_examples)
     assert loss is not None
-    cls = PairwiseShape if method.step == "pairwise" else ListwiseShape
+    cls = {"pairwise": PairwiseShape, "listwise": ListwiseShape, "unpaired": UnpairedShape}[method.step]
     return cls(session, policy, examples, loss, ref, label=method.name, eval_examples=eval_examples,
                eval_ref=eval_ref)
 
@@ -72,6 +92,8 @@ def run_offline(session: RunSession, method: Method, *, data: TrainData | None, 
                                                                             session.model_dtype)
     prepare_for_training(cfg, policy.model)
     examples = tokenize(method, policy, data, session)
+    session.resolve_epochs(len(examples))
+    cfg = session.cfg
     check_batch_size(cfg.train.batch_size, len(examples), file=cfg.data.path)
     eval_examples = tokenize(method, policy, held_out, session) if held_out is not None else None
 

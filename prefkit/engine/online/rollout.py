@@ -21,6 +21,7 @@ import torch
 from prefkit.data.records import Text
 from prefkit.errors import InputError
 from prefkit.policy import Policy, Samples
+from prefkit.policy.encoding import first_token_rule
 from prefkit.policy.policy import keep_end
 
 
@@ -153,8 +154,8 @@ class VLLMBackend:
         self.sync_weights()
         prompt_ids = self.policy.prompt_ids(prompts)
         if max_prompt_length is not None:
-            keep_bos = self.policy.tokenizer.bos_token_id is not None
-            prompt_ids = [keep_end(ids, max_prompt_length, keep_bos) for ids in prompt_ids]
+            specials = first_token_rule(self.policy.tokenizer)
+            prompt_ids = [keep_end(ids, max_prompt_length, bool(ids) and ids[0] in specials) for ids in prompt_ids]
         params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens, seed=seed)
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in prompt_ids], params, use_tqdm=False)
         eos = self.policy.eos_ids

@@ -68,9 +68,9 @@ def load_prompts(cfg: RunConfig, data: TrainData | None, world: Any | None) -> l
         prompts = [p.prompt if isinstance(p, PromptRecord) else p for p in data.prompts]
         where = "the in-memory prompt set"
     elif cfg.data.path is not None:
-        from prefkit.data import read_options, read_prompts
+        from prefkit.data import read_options, read_prompts, train_source
 
-        records, _ = read_prompts(cfg.data.path, **read_options(cfg.data))
+        records, _ = read_prompts(train_source(cfg.data), **read_options(cfg.data))
         prompts, where = [r.prompt for r in records], cfg.data.path
     elif world is not None:
         prompts, where = world.prompts("train"), f"world {world.name!r}"

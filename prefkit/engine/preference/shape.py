@@ -87,7 +87,8 @@ def pair_objective(
         if model.kind == "bt":
             strength = data.strength[index].to(model.device) * hard if data.strength is not None else None
             per = bradley_terry(e_c[:, 0], e_r[:, 0], margin=margin, label_smoothing=1 - target,
-                                preference_strength=strength, strength_scale=rm.adaptive_margin or 1.0)
+                                preference_strength=strength, strength_scale=rm.adaptive_margin or 1.0,
+                                center_rewards_coefficient=rm.center_rewards_coefficient)
             extra["rewards/chosen"], extra["rewards/rejected"] = e_c[:, 0].detach(), e_r[:, 0].detach()
         else:
             head = model.head

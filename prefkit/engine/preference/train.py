@@ -30,6 +30,7 @@ from prefkit.preference.backbone import (
 )
 from prefkit.preference.heads import build_head
 from prefkit.preference.models import NeuralPreferenceModel, build_model
+from prefkit.preference.seqcls import reward_model_for_training, uses_standard_format
 
 
 @dataclass
@@ -60,7 +61,8 @@ def fit(
     try:
         shape = PreferenceShape(session, model, data, cfg.rm, label=f"rm:{cfg.rm.kind}")
         model.train()
-        result = session.fit(shape, model, evaluate=evaluate, progress=progress)
+        result = session.fit(shape, model, evaluate=evaluate, progress=progress,
+                             lr_scale=head_lr_scale(session.cfg, model))
         model.eval()
     finally:
         if own:
@@ -81,23 +83,23 @@ def build_preference_model(cfg: RunConfig, records: Sequence[PairRecord], device
         raise InputError("lora.r > 0 trains adapters on the backbone and rm.freeze_backbone=true freezes it (a "
                          "head-only probe): choose one", field="lora.r")
     quantization = quantization_config(cfg.lora, torch.device(device), cfg.train.precision)
+    if not cfg.lora.enabled and uses_standard_format(cfg.model, rm, trust_remote_code=cfg.trust_remote_code):
+        return reward_model_for_training(cfg.model, texts if texts is not None else _record_texts(records), cfg.tiny,
+                                         seed=cfg.seed, max_length=cfg.train.max_length, dropout=rm.dropout,
+                                         freeze_backbone=rm.freeze_backbone, device=device,
+                                         trust_remote_code=cfg.trust_remote_code)
     if cfg.model == "tiny":
         if quantization is not None:
             raise InputError("lora.quantize loads a checkpoint directory quantized, and the tiny preset is built "
                              "in memory: give --model DIR, or lora.quantize=none", field="lora.quantize")
-        if texts is None:
-            texts = []
-            for r in records:
-                for value in (r.prompt, r.chosen, r.rejected):
-                    texts.extend([value] if isinstance(value, str) else [m["content"] for m in value])
-        backbone = tiny_backbone(texts, cfg.tiny, seed=cfg.seed, pooling=rm.pooling, max_length=cfg.train.max_length,
+        backbone = tiny_backbone(texts if texts is not None else _record_texts(records), cfg.tiny, seed=cfg.seed, pooling=rm.pooling, max_length=cfg.train.max_length,
                                  device=device)
     else:
         backbone = load_backbone(cfg.model, kind=rm.backbone, pooling=rm.pooling, max_length=cfg.train.max_length,
                                  device=device, trust_remote_code=cfg.trust_remote_code,
                                  quantization_config=quantization)
     if rm.freeze_backbone:
-        backbone.requires_grad_(False)
+        backbone.freeze_body()
     if cfg.lora.enabled:  # adapters on the backbone; the head below trains fully
         compute = torch.bfloat16 if cfg.train.precision == "bf16" else torch.float32
         backbone.model = apply_lora(backbone.model, cfg.lora, task_type="FEATURE_EXTRACTION", seed=cfg.seed,
@@ -114,6 +116,24 @@ def build_preference_model(cfg: RunConfig, records: Sequence[PairRecord], device
     if quantization is not None:  # the quantized backbone is already placed (bitsandbytes weights are not moved)
         return build_model(rm.kind, backbone, head.to(device))
     return build_model(rm.kind, backbone, head).to(device)
+
+
+def _record_texts(records: Sequence[PairRecord]) -> list[str]:
+    """Every text of the pairs (the tiny preset fits its tokenizer on them); only the tiny preset
+    reads them."""
+    texts: list[str] = []
+    for r in records:
+        for value in (r.prompt, r.chosen, r.rejected):
+            texts.extend([value] if isinstance(value, str) else [m["content"] for m in value])
+    return texts
+
+
+def head_lr_scale(cfg: RunConfig, model: NeuralPreferenceModel) -> Callable[[str], float]:
+    """A preference model's parameter -> multiplier on ``train.lr``: ``rm.head_lr / train.lr``
+    for the head (the parameters under ``model.head_prefixes``), 1 for the backbone."""
+    scale = cfg.rm.head_lr / cfg.train.lr if cfg.rm.head_lr is not None else 1.0
+    prefixes = model.head_prefixes
+    return lambda name: scale if name.startswith(prefixes) else 1.0
 
 
 def save_backbone_adapter(cfg: RunConfig, out: Path, model: NeuralPreferenceModel) -> None:
@@ -155,7 +175,7 @@ def train_preference_model(
     ``config.yaml``, ``metrics.jsonl``, ``metrics.json``, ``checkpoints/``, ``model/`` (the saved
     preference model, docs/preference.md) and ``training_dynamics.jsonl`` (each pair's mean
     training loss)."""
-    from prefkit.data import check_batch_size, read_options, read_pairs
+    from prefkit.data import check_batch_size, eval_source, read_options, read_pairs, train_source
     from prefkit.preference.evaluation import evaluate_pairs
     from prefkit.preference.io import save_preference_model
 
@@ -172,18 +192,22 @@ def train_preference_model(
         if records is None:
             if cfg.data.path is None:
                 raise InputError("no training data: pass --data FILE", field="data.path")
-            records, report = read_pairs(cfg.data.path, **read_options(cfg.data))
-        if eval_records is None and cfg.data.eval_path:
-            eval_records, _ = read_pairs(cfg.data.eval_path, **read_options(cfg.data))
+            records, report = read_pairs(train_source(cfg.data), **read_options(cfg.data))
+        held_out = eval_source(cfg.data) if eval_records is None else None
+        if held_out is not None:
+            eval_records, _ = read_pairs(held_out, **read_options(cfg.data))
         strength = None
         if cfg.rm.adaptive_margin:
-            if cfg.data.path is None:
-                raise InputError("rm.adaptive_margin reads strength_mean from the --data file", field="data.path")
+            if cfg.data.path is None or cfg.data.split is not None or cfg.data.columns:
+                raise InputError("rm.adaptive_margin reads strength_mean from the lines of a --data JSONL or Parquet "
+                                 "file (no data.split, no data.columns)", field="data.path")
             strength = read_strength_column(cfg.data.path, records)
         setup = time.perf_counter()
         model = build_preference_model(cfg, records, session.device)
         check_lengths(model.backbone, records, pairwise=cfg.rm.kind == "pairpm", truncation=cfg.train.truncation)
         data = pair_data(model.backbone, records, cfg.rm, strength=strength)
+        session.resolve_epochs(len(data))
+        cfg = session.cfg
         check_batch_size(cfg.train.batch_size, len(data), what="pairs", file=cfg.data.path)
         setup_s = time.perf_counter() - setup
         evaluate = (lambda step: evaluate_pairs(model, eval_records)) if eval_records else None
@@ -201,7 +225,6 @@ def train_preference_model(
                                 "visits": int(result.losses.count[i])}) for i, source in enumerate(data.sources)]
             atomic_write_text(session.out / "training_dynamics.jsonl", "".join(r + "\n" for r in rows))
 
-        session.on_main(write)
         summary = {
             "kind": cfg.rm.kind,
             "steps": result.steps,
@@ -218,6 +241,7 @@ def train_preference_model(
             **lora_summary(model.backbone.model),
             **{k: v for k, v in result.last_metrics.items() if k.startswith("eval/")},
         }
+        session.on_main(write)
         summary = session.finish(summary) if save else summary
     finally:
         session.close()

@@ -1,0 +1,67 @@
+"""Training defaults that learn, per preference-model kind (``prefkit rm train``, ``rm strength``).
+
+A preference model is a new head on a backbone: the head starts from random weights and needs a
+much larger learning rate than the backbone, and small preference sets need passes over the
+data rather than a fixed step count. The run config's generic defaults (``train.lr=5e-5``,
+``train.steps=200``) are a policy's; for a preference model they learn nothing on a plain
+rock-paper-scissors set (issue 10). :data:`KIND_DEFAULTS` replaces them, one layer below the
+user's YAML file and ``key=value`` overrides, so any setting the user gives wins, and giving
+``train.steps`` replaces the default ``train.epochs``. The values were chosen with
+``benchmarks/gpm_defaults.py`` (table in ``benchmarks/RESULTS.md``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from prefkit.config import ConfigError, RunConfig, load, load_yaml, parse_override
+
+_SHARED = {"train.batch_size": 32, "train.warmup_ratio": 0.1, "train.schedule": "linear"}
+KIND_DEFAULTS: dict[str, dict[str, Any]] = {
+    "bt": {**_SHARED, "train.lr": 1e-5, "rm.head_lr": 1e-2, "train.epochs": 40},
+    "gpm": {**_SHARED, "train.lr": 1e-5, "rm.head_lr": 1e-2, "train.epochs": 40},
+    "pairpm": {**_SHARED, "train.lr": 1e-5, "rm.head_lr": 1e-2, "train.epochs": 40},
+}
+"""Per ``rm.kind``: the settings ``prefkit rm train`` uses unless the user sets them."""
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> set[str]:
+    keys: set[str] = set()
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            keys |= _flatten(value, f"{path}.")
+        else:
+            keys.add(path)
+    return keys
+
+
+def user_keys(config: str | Path | None, overrides: Iterable[str]) -> set[str]:
+    """Every dotted key the user set, in the YAML file or as ``key=value``."""
+    keys = _flatten(load_yaml(config)) if config is not None else set()
+    for text in overrides:
+        keys.add(".".join(parse_override(text)[0]))
+    return keys
+
+
+def kind_defaults(kind: str, given: set[str]) -> list[str]:
+    """The per-kind defaults as dotted overrides, without any key in ``given`` (and without
+    ``train.epochs`` when the user gave ``train.steps``)."""
+    defaults = dict(KIND_DEFAULTS.get(kind, {}))
+    if "train.steps" in given:
+        defaults.pop("train.epochs", None)
+    return [f"{key}={value}" for key, value in defaults.items() if key not in given]
+
+
+def preference_config(config: str | Path | None, overrides: Iterable[str]) -> RunConfig:
+    """A preference-model run's config: dataclass defaults <- the kind's defaults <- YAML file
+    <- overrides. Both ``train.steps`` and ``train.epochs`` set by the user is an error."""
+    overrides = list(overrides)
+    given = user_keys(config, overrides)
+    if {"train.steps", "train.epochs"} <= given:
+        raise ConfigError("train.epochs and train.steps are both set: give one (epochs sets the number of steps "
+                          "from the data size)")
+    kind = load(RunConfig, config, overrides).rm.kind
+    return load(RunConfig, config, overrides, defaults=kind_defaults(kind, given))

@@ -1,0 +1,57 @@
+"""Preference-model defaults per kind: below the user's YAML and overrides, never over them."""
+
+from __future__ import annotations
+
+import pytest
+
+from prefkit.config import ConfigError
+from prefkit.preference.defaults import KIND_DEFAULTS, preference_config
+
+
+@pytest.mark.parametrize("kind", sorted(KIND_DEFAULTS))
+def test_no_overrides_gives_the_kinds_defaults(kind):
+    cfg = preference_config(None, [f"rm.kind={kind}"])
+    expected = KIND_DEFAULTS[kind]
+    assert cfg.train.lr == expected["train.lr"] and cfg.rm.head_lr == expected["rm.head_lr"]
+    assert cfg.train.epochs == expected["train.epochs"] and cfg.train.batch_size == expected["train.batch_size"]
+    assert cfg.train.warmup_ratio == expected["train.warmup_ratio"]
+    assert cfg.rm.head_lr > 10 * cfg.train.lr  # a new head learns much faster than the backbone
+
+
+def test_what_the_user_sets_wins_and_steps_replace_epochs(tmp_path):
+    cfg = preference_config(None, ["rm.kind=gpm", "train.lr=1e-3"])
+    assert cfg.train.lr == 1e-3 and cfg.rm.head_lr == KIND_DEFAULTS["gpm"]["rm.head_lr"]
+    cfg = preference_config(None, ["train.steps=50"])
+    assert cfg.train.steps == 50 and cfg.train.epochs is None
+    yaml_file = tmp_path / "rm.yaml"
+    yaml_file.write_text("rm:\n  kind: gpm\n  head_lr: 0.5\ntrain:\n  epochs: 3\n")
+    cfg = preference_config(yaml_file, [])
+    assert cfg.rm.kind == "gpm" and cfg.rm.head_lr == 0.5 and cfg.train.epochs == 3.0
+    assert cfg.train.lr == KIND_DEFAULTS["gpm"]["train.lr"]
+
+
+def test_epochs_and_steps_both_given_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"train\.epochs and train\.steps are both set"):
+        preference_config(None, ["train.steps=200", "train.epochs=2"])
+    yaml_file = tmp_path / "rm.yaml"
+    yaml_file.write_text("train:\n  epochs: 3\n")
+    with pytest.raises(ConfigError, match="both set"):
+        preference_config(yaml_file, ["train.steps=10"])
+
+
+def test_the_run_records_the_resolved_length(tmp_path):
+    import json
+
+    import yaml
+
+    from prefkit.cli.main import main
+    from prefkit.data import PairRecord, write_jsonl
+
+    data = tmp_path / "pairs.jsonl"
+    write_jsonl([PairRecord(f"q {i}", f"good {i}", f"bad {i}") for i in range(10)], data)
+    assert main(["rm", "train", "--data", str(data), "--out", str(tmp_path / "run"), "tiny.hidden_size=16",
+                 "tiny.layers=1", "tiny.heads=2", "train.epochs=2", "train.batch_size=4"]) == 0
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["train"]["steps"] == 5 and saved["train"]["epochs"] is None  # ceil(2 * 10 / 4)
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["steps"] == 5
+    assert saved["rm"]["head_lr"] == KIND_DEFAULTS["bt"]["rm.head_lr"]
