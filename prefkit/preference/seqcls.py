@@ -30,6 +30,7 @@ from torch import nn
 from prefkit.data.lengths import LengthProblem, over_length
 from prefkit.data.records import Text
 from prefkit.errors import InputError
+from prefkit.policy import bounded
 from prefkit.preference.backbone import (
     TextBackbone,
     TokenBatch,
@@ -144,13 +145,35 @@ class SequenceClassifierBackbone(TextBackbone):
             if len(column) != len(prompts):
                 raise ValueError(f"{len(prompts)} prompts but {len(column)} responses; they must match")
         rows = []
+        limit = self.max_length + 1
         for i, prompt in enumerate(prompts):
             row = [column[i] for column in responses]
             if any(isinstance(prompt, str) != isinstance(r, str) for r in row):
                 raise ValueError("a prompt and its responses must all be strings or all message lists")
+            if isinstance(prompt, str) and any(bounded.is_long(t, limit) for t in [prompt, *row]):
+                rows.append(self._bounded_row(prompt, row))  # type: ignore[arg-type]
+                continue
             prompt_ids, completions = prompt_completion_ids(self.tokenizer, prompt, row)
             rows.append([prompt_ids, *completions])
         return rows
+
+    def _bounded_row(self, prompt: str, responses: Sequence[str]) -> list[list[int]]:
+        """A row with a text too long for ``max_length``: the prompt's end after the tokenizer's
+        leading special tokens and each response's start then its eos, tokenized separately
+        and only as far as truncation can keep (``prefkit.policy.bounded``), so a huge row
+        costs memory bounded by ``max_length``. Separate tokenization equals TRL's joined one
+        whenever a response starts on a token boundary (e.g. with a leading space)."""
+        from prefkit.policy.chat import special_affixes
+
+        prefix, suffix = special_affixes(self.tokenizer)
+        prompt_ids = [*prefix, *self.tokenize([prompt], keep="end")[0]]
+        eos_text, eos_id = self.tokenizer.eos_token, self.tokenizer.eos_token_id
+        completions = []
+        for text in responses:
+            ids = self.tokenize([text], keep="start")[0]
+            ends = [int(eos_id)] if eos_text is not None and not text.endswith(eos_text) else []
+            completions.append([*ids, *ends, *suffix])
+        return [prompt_ids, *completions]
 
     def row_length(self, row: Sequence[Sequence[int]]) -> int:
         if self.layout == "segments":

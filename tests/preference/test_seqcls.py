@@ -186,3 +186,30 @@ def test_gpm_and_encoder_models_keep_prefkits_format(tmp_path):
     assert main(["rm", "train", "--kind", "bt", "--data", str(data), "--model", "tiny", "--out",
                  str(tmp_path / "mean"), *TINY, "train.steps=2", "rm.pooling=mean"]) == 0
     assert (tmp_path / "mean" / "model" / "head.safetensors").is_file()
+
+
+def test_a_huge_row_is_tokenized_only_as_far_as_truncation_keeps_and_gives_the_same_batch():
+    """A response of ~400k characters: the standard reward model's rows take the bounded path
+    (a window of the text, not the whole) and collate to the batch the whole tokenization gives."""
+    import random
+
+    from prefkit.config import TinyConfig
+    from prefkit.policy.chat import prompt_completion_ids
+    from prefkit.preference.seqcls import reward_model_for_training
+
+    rng = random.Random(0)
+    words = [f"w{i}" for i in range(50)]
+    huge = " " + " ".join(rng.choice(words) for _ in range(80_000))
+    prompt = "tell me " + " ".join(rng.choice(words) for _ in range(30))
+    model = reward_model_for_training("tiny", [prompt, huge, " short answer"], TinyConfig(hidden_size=16, layers=1,
+                                      heads=2), seed=0, max_length=32, dropout=0.0, freeze_backbone=False,
+                                      device=torch.device("cpu"))
+    backbone = model.backbone
+    (row,) = backbone.prepare([prompt], [huge])
+    assert len(row[1]) <= backbone.max_length + 2  # the response's start (and its eos), not 80k tokens
+    whole = [list(ids) for ids in [*prompt_completion_ids(backbone.tokenizer, prompt, [huge])[:1],
+                                   prompt_completion_ids(backbone.tokenizer, prompt, [huge])[1][0]]]
+    assert len(whole[1]) > 10_000
+    bounded_batch, whole_batch = backbone.collate([row]), backbone.collate([whole])
+    assert torch.equal(bounded_batch.input_ids, whole_batch.input_ids)
+    assert torch.equal(bounded_batch.attention_mask, whole_batch.attention_mask)
