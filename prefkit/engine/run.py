@@ -152,6 +152,14 @@ class FitResult:
     last_metrics: dict[str, Any]
     config_changes: list[dict[str, Any]]
 
+    def summary(self, method: str) -> dict[str, Any]:
+        """The keys every run's ``metrics.json`` starts with: method, steps, final loss, tokens,
+        wall time and throughput."""
+        wall = self.state.wall_s
+        return {"method": method, "steps": self.state.step, "final_loss": self.last_metrics.get("loss"),
+                "tokens": self.state.tokens, "wall_s": wall,
+                "tokens_per_s": self.state.tokens / wall if wall > 0 else None}
+
 
 @dataclass
 class TrainResult:

@@ -138,12 +138,7 @@ def run_genrm(session: RunSession, method: Method, *, data: TrainData | None, po
 
     session.on_main(save)
     summary = session.finish({
-        "method": method.name,
-        "steps": fit.state.step,
-        "final_loss": fit.last_metrics.get("loss"),
-        "tokens": fit.state.tokens,
-        "wall_s": fit.state.wall_s,
-        "tokens_per_s": fit.state.tokens / fit.state.wall_s if fit.state.wall_s > 0 else None,
+        **fit.summary(method.name),
         "setup_s": setup_s,
         "examples": len(tokenized),
         "pairs": len(records),

@@ -362,12 +362,7 @@ def run_ilf(session: RunSession, method: Method, *, data: TrainData | None, poli
                                                 loaded_from_model=loaded_from_model, save_reference=save_reference,
                                                 state_dict=session.state_dict))
     summary = session.finish({
-        "method": method.name,
-        "steps": fit.state.step,
-        "final_loss": fit.last_metrics.get("loss"),
-        "tokens": fit.state.tokens,
-        "wall_s": fit.state.wall_s,
-        "tokens_per_s": fit.state.tokens / fit.state.wall_s if fit.state.wall_s > 0 else None,
+        **fit.summary(method.name),
         "setup_s": setup_s,
         "rounds": [{k: (int(v) if k in ("round", "critiques", "refinements", "empty_selected") else v)
                     for k, v in s.items()} for s in shape.round_stats],

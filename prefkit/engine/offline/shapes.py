@@ -90,11 +90,13 @@ class OfflineShape(StepShape):
         return [mine[i:i + size] for i in range(0, len(mine), size)]
 
 
-class PairwiseShape(OfflineShape):
-    """A registry pairwise loss on (chosen, rejected) log-prob sums, soft labels symmetrised."""
+class PerExampleShape(OfflineShape):
+    """A registry loss giving one loss per example from one forward of the example's rows
+    (pairs: chosen and rejected; unpaired rows: the completion and its KL partner), with the
+    reference's log-probs ``ref`` computed before training. Subclasses give :meth:`per_example`."""
 
-    def __init__(self, session: RunSession, policy: Policy, examples: PairExamples, loss: ResolvedLoss,
-                 ref: torch.Tensor | None, *, label: str, eval_examples: PairExamples | None = None,
+    def __init__(self, session: RunSession, policy: Policy, examples: Any, loss: ResolvedLoss,
+                 ref: torch.Tensor | None, *, label: str, eval_examples: Any = None,
                  eval_ref: torch.Tensor | None = None) -> None:
         super().__init__(session, policy, examples, label=label, eval_examples=eval_examples)
         self.loss_fn, self.ref, self.eval_ref = loss, ref, eval_ref
@@ -105,11 +107,33 @@ class PairwiseShape(OfflineShape):
 
     def loss(self, model: nn.Module, micro: MicroBatch) -> LossOutput:
         rows, batch = micro.data
-        per_example, metrics = self._pairs(model, self.examples, self.ref, rows, batch)
+        per_example, metrics = self.per_example(model, self.examples, self.ref, rows, batch, training=True)
         return LossOutput(per_example.sum(), metrics, batch.num_tokens)
 
-    def _pairs(self, model: nn.Module, examples: PairExamples, ref: torch.Tensor | None, rows: list[int],
-               batch: EncodedBatch) -> tuple[torch.Tensor, MetricSums]:
+    def per_example(self, model: nn.Module, examples: Any, ref: torch.Tensor | None, rows: list[int],
+                    batch: EncodedBatch, *, training: bool) -> tuple[torch.Tensor, MetricSums]:
+        """The weighted per-example losses of ``rows`` and their metrics; ``training`` is False on
+        held-out batches (whose number may differ between processes)."""
+        raise NotImplementedError
+
+    def evaluate(self, model: nn.Module) -> MetricSums | None:
+        if self.eval_examples is None:
+            return None
+        out = MetricSums()
+        for rows in self.eval_batches():
+            batch = self.eval_examples.batch(rows, self.train, self.pad_id, self.keep_bos)
+            per_example, metrics = self.per_example(model, self.eval_examples, self.eval_ref, rows, batch,
+                                                    training=False)
+            out.add("loss", per_example)
+            out.merge(metrics)
+        return out
+
+
+class PairwiseShape(PerExampleShape):
+    """A registry pairwise loss on (chosen, rejected) log-prob sums, soft labels symmetrised."""
+
+    def per_example(self, model: nn.Module, examples: PairExamples, ref: torch.Tensor | None, rows: list[int],
+                    batch: EncodedBatch, *, training: bool) -> tuple[torch.Tensor, MetricSums]:
         device, loss = self.session.device, self.loss_fn
         n = len(rows)
         kwargs = dict(loss.kwargs)
@@ -149,17 +173,6 @@ class PairwiseShape(OfflineShape):
             if rc is not None:
                 metrics.add("kl", 0.5 * ((c - rc) + (r - rr)))
         return per_example, metrics
-
-    def evaluate(self, model: nn.Module) -> MetricSums | None:
-        if self.eval_examples is None:
-            return None
-        out = MetricSums()
-        for rows in self.eval_batches():
-            batch = self.eval_examples.batch(rows, self.train, self.pad_id, self.keep_bos)
-            per_example, metrics = self._pairs(model, self.eval_examples, self.eval_ref, rows, batch)
-            out.add("loss", per_example)
-            out.merge(metrics)
-        return out
 
 
 class ListwiseShape(OfflineShape):
@@ -260,7 +273,7 @@ class SFTShape(OfflineShape):
 
 
 
-class UnpairedShape(OfflineShape):
+class UnpairedShape(PerExampleShape):
     """A registry unpaired loss (KTO, unpaired BCO, APO-zero unpaired) on one completion per
     example, desirable or not (``fn(logps, ref_logps, labels, **kwargs)``).
 
@@ -270,25 +283,11 @@ class UnpairedShape(OfflineShape):
     processes as TRL gathers it, and passed to the loss as ``kl``. Units: examples (the batch
     loss is the mean of the per-example losses, TRL's ``nanmean``)."""
 
-    def __init__(self, session: RunSession, policy: Policy, examples: UnpairedExamples, loss: ResolvedLoss,
-                 ref: torch.Tensor, *, label: str, eval_examples: UnpairedExamples | None = None,
-                 eval_ref: torch.Tensor | None = None) -> None:
-        super().__init__(session, policy, examples, label=label, eval_examples=eval_examples)
-        self.loss_fn, self.ref, self.eval_ref = loss, ref, eval_ref
-
-    def micro_batches(self, step: int) -> list[MicroBatch]:
-        return [MicroBatch(len(rows), (rows, self.examples.batch(rows, self.train, self.pad_id, self.keep_bos)))
-                for rows in self.rows(step)]
-
-    def loss(self, model: nn.Module, micro: MicroBatch) -> LossOutput:
-        rows, batch = micro.data
-        per_example, metrics = self._rows(model, self.examples, self.ref, rows, batch, across_ranks=True)
-        return LossOutput(per_example.sum(), metrics, batch.num_tokens)
-
-    def _rows(self, model: nn.Module, examples: UnpairedExamples, ref: torch.Tensor, rows: list[int],
-              batch: EncodedBatch, *, across_ranks: bool = False) -> tuple[torch.Tensor, MetricSums]:
-        """Per-example losses and metrics; ``across_ranks`` averages KTO's ``z_0`` over the
-        processes (training steps; held-out batches differ in number per rank and use their own)."""
+    def per_example(self, model: nn.Module, examples: UnpairedExamples, ref: torch.Tensor | None, rows: list[int],
+                    batch: EncodedBatch, *, training: bool) -> tuple[torch.Tensor, MetricSums]:
+        """KTO's ``z_0`` is averaged over the processes on training steps; a held-out batch (their
+        number differs between processes) uses its own."""
+        assert ref is not None
         device, loss = self.session.device, self.loss_fn
         n = len(rows)
         kwargs = dict(loss.kwargs)
@@ -300,7 +299,7 @@ class UnpairedShape(OfflineShape):
                 kl_sums, _ = self.forward(model, batch.select(list(range(n, 2 * n))))
             ref_logps, ref_kl = ref[rows, 0].to(device), ref[rows, 1].to(device)
             local = torch.stack([(kl_sums - ref_kl).sum(), torch.tensor(float(n), device=device)])
-            total = self.session.all_sum(local.detach()) if across_ranks else local.detach()
+            total = self.session.all_sum(local.detach()) if training else local.detach()
             kwargs["kl"] = total[0] / total[1]
         else:
             sums, _ = self.forward(model, batch)
@@ -320,14 +319,3 @@ class UnpairedShape(OfflineShape):
             if with_kl:
                 metrics.add_total("kl", float(kwargs["kl"]) * n, n)
         return per_example, metrics
-
-    def evaluate(self, model: nn.Module) -> MetricSums | None:
-        if self.eval_examples is None:
-            return None
-        out = MetricSums()
-        for rows in self.eval_batches():
-            batch = self.eval_examples.batch(rows, self.train, self.pad_id, self.keep_bos)
-            per_example, metrics = self._rows(model, self.eval_examples, self.eval_ref, rows, batch)
-            out.add("loss", per_example)
-            out.merge(metrics)
-        return out

@@ -134,12 +134,7 @@ def run_offline(session: RunSession, method: Method, *, data: TrainData | None, 
 
     session.on_main(save)
     summary = session.finish({
-        "method": method.name,
-        "steps": fit.state.step,
-        "final_loss": fit.last_metrics.get("loss"),
-        "tokens": fit.state.tokens,
-        "wall_s": fit.state.wall_s,
-        "tokens_per_s": fit.state.tokens / fit.state.wall_s if fit.state.wall_s > 0 else None,
+        **fit.summary(method.name),
         "setup_s": setup_s,
         "ref_logps_s": ref_s,
         "ref_cache_hit": cache_hit,

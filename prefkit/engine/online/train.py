@@ -277,12 +277,7 @@ def run_online(
         session.on_main(lambda: save_critic(setup.critic, session.out / "critic"))
     counters = fit.last_metrics
     summary = session.finish({
-        "method": method.name,
-        "steps": fit.state.step,
-        "final_loss": fit.last_metrics.get("loss"),
-        "tokens": fit.state.tokens,
-        "wall_s": fit.state.wall_s,
-        "tokens_per_s": fit.state.tokens / fit.state.wall_s if fit.state.wall_s > 0 else None,
+        **fit.summary(method.name),
         "setup_s": setup.setup_s,
         "judge": setup.judge.name,
         "processes": session.world,
