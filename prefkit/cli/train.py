@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--world", help="evaluate on this simulated world at eval steps and at the end")
     p.add_argument("--list-methods", action="store_true", help="list the methods and exit")
     p.add_argument("--rl", action="store_true",
-                   help="--method genrm: Think-RM's RL step after the SFT (GRPO; genrm.rl=true)")
+                   help="--method genrm: Think-RM's RL step after the SFT: GRPO on the judge, reward = agreement with the "
+                        "label (genrm.rl=true; genrm.rl_steps, online.samples_per_prompt; writes OUT/rl/)")
     p.add_argument("--json", action="store_true", help="print the final metrics as one JSON object")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
     p.set_defaults(func=run, multiprocess=True)

@@ -632,13 +632,27 @@ class GenerativeJudgeConfig:
     swap: bool = True
     """Position-swap augmentation: every pair is taught in both orders (position consistency)."""
     rl: bool = False
-    """Think-RM's RL step (GRPO with reward = agreement with the label) after the SFT."""
+    """Think-RM's RL step after the SFT: GRPO on the judge, its prompts the judge prompts of the
+    training pairs, its reward 1 when a sampled judgement names the better response (``--rl``;
+    ``online.samples_per_prompt``, ``online.max_new_tokens``, ``online.prompts_per_step`` and
+    ``loss.beta`` are its GRPO settings; docs/feedback.md)."""
+    rl_steps: int | None = None
+    """Optimizer steps of the RL step; ``None``: ``train.steps``."""
+    rl_lr: float | None = None
+    """Learning rate of the RL step; ``None``: ``train.lr``."""
 
     def __post_init__(self) -> None:
         parts = [p.strip() for p in self.labels.split(",")]
         if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
             raise ConfigError(f"genrm.labels: two different non-empty labels separated by a comma (A,B), "
                               f"got {self.labels!r}")
+        for name in ("rl_steps", "rl_lr"):
+            if getattr(self, name) is not None and not self.rl:
+                raise ConfigError(f"genrm.{name} is a setting of the RL step: add --rl (genrm.rl=true) or remove it")
+        if self.rl_steps is not None and (isinstance(self.rl_steps, bool) or self.rl_steps < 1):
+            raise ConfigError(f"genrm.rl_steps must be a positive number of steps, got {self.rl_steps!r}")
+        if self.rl_lr is not None:
+            _number("genrm.rl_lr", self.rl_lr, low=0.0, low_open=True)
 
 
 SECTION_METHODS: dict[str, tuple[str, ...]] = {"coh": ("coh",), "ilf": ("ilf",), "genrm": ("genrm",)}

@@ -23,8 +23,11 @@ PPO (algorithms.md §17, §19). prefkit's version:
   writes its rationale greedily (up to the answer marker) and ``P(first)`` is read after
   ``rationale + " Final answer"``. Every pair is asked in both orders and averaged (LLMJudge), so
   it is a ``PreferenceModel`` usable as a pairwise reward (pairwise PPO's ``P(y beats anchor)``).
-- **Think-RM's RL step** (GRPO with reward = agreement with the label) needs GRPO;
-  :func:`agreement_rewards` is its reward function.
+- **Think-RM's RL step** (``prefkit train --method genrm --rl``): GRPO on the judge itself, its
+  prompts the judge prompts of the training pairs and its reward :func:`agreement_rewards`, 1 when
+  a sampled judgement names the better response's label, else 0 (Think-RM's rule-based RL).
+  :class:`AgreementReward` is that reward as the scalar reward model the online loop asks
+  (``prefkit.engine.online.judge.OnlineJudge``); the run is ``prefkit.engine.offline.genrm``.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ import torch
 
 from prefkit.data.records import PairRecord, Source, Text
 from prefkit.llm.base import Messages
-from prefkit.preference.base import TIE
+from prefkit.preference.base import TIE, JudgeError
 from prefkit.preference.llm_judge import (
     ANSWER_MARKER,
     DEFAULT_TEMPLATE,
@@ -58,6 +61,7 @@ __all__ = [
     "ANSWER_MARKER",
     "JUDGE_FILE",
     "RATIONALE_TOKENS",
+    "AgreementReward",
     "GenerativeJudge",
     "JudgeExample",
     "agreement_rewards",
@@ -143,15 +147,88 @@ def position_consistency(judge: LLMJudge, prompts: Sequence[Text], a: Sequence[T
 
 
 def agreement_rewards(completions: Sequence[str], better_first: Sequence[bool], labels: tuple[str, str] = ("A", "B"),
-                      *, marker: str | None = ANSWER_MARKER) -> torch.Tensor:
+                      *, marker: str | None = ANSWER_MARKER, require_marker: bool = False) -> torch.Tensor:
     """Think-RM's RL reward: 1 when a sampled judgement names the better response's label (after
-    ``marker`` when the completion has one), else 0; a completion naming neither label gets 0."""
+    ``marker`` when the completion has one), else 0; a completion naming neither label gets 0.
+    ``require_marker`` (a judge that writes a rationale first): a completion without ``marker``
+    gets 0, since its labels are the rationale's ("Response A: ..."), not an answer."""
+    if len(completions) != len(better_first):
+        raise ValueError(f"agreement_rewards: {len(completions)} completions and {len(better_first)} labels")
+    if require_marker and not marker:
+        raise ValueError("agreement_rewards: require_marker needs a marker")
     out = []
     for text, first in zip(completions, better_first):
+        if require_marker and marker not in text:
+            out.append(0.0)
+            continue
         tail = text.split(marker, 1)[1] if marker and marker in text else text
         picked = first_label_in(tail, labels)
         out.append(1.0 if picked is not None and picked == (0 if first else 1) else 0.0)
     return torch.tensor(out, dtype=torch.float32)
+
+
+class AgreementReward:
+    """Think-RM's RL reward as a scalar reward model for the online loop: ``embed(prompts,
+    completions)`` is :func:`agreement_rewards` of each completion against the better position of
+    its judge prompt (``[N, 1]``), read from a table built from the training pairs.
+
+    ``table`` maps a rendered judge prompt to the better positions (``True``: the first response)
+    of every decided pair that renders to it; a prompt taught with both answers (the same pair
+    labelled both ways) is rewarded by the mean agreement over its labels. A prompt missing from
+    the table is an error (the loop only samples the table's prompts). As a preference model,
+    ``P(a beats b) = (1 + r_a - r_b) / 2`` (rewards in [0, 1]). ``rationale``: the judge writes a
+    rationale before ``ANSWER_MARKER``, and a completion without the marker gets 0; else the whole
+    completion is the answer.
+    """
+
+    kind = "agreement"
+    name = "agreement with the label (Think-RM)"
+
+    def __init__(self, table: dict[str, list[bool]], *, labels: tuple[str, str] = ("A", "B"),
+                 rationale: bool = False) -> None:
+        if not table or not all(table.values()):
+            raise ValueError("AgreementReward needs at least one judge prompt, each with a label")
+        self.table = {prompt: list(positions) for prompt, positions in table.items()}
+        self.labels = labels
+        self.rationale = rationale
+
+    @classmethod
+    def from_prompts(cls, prompts: Sequence[str], better_first: Sequence[bool], **kwargs: Any) -> AgreementReward:
+        if len(prompts) != len(better_first):
+            raise ValueError(f"{len(prompts)} judge prompts and {len(better_first)} labels")
+        table: dict[str, list[bool]] = {}
+        for prompt, first in zip(prompts, better_first):
+            table.setdefault(prompt, []).append(bool(first))
+        return cls(table, **kwargs)
+
+    @property
+    def prompts(self) -> list[str]:
+        """The judge prompts, in the order first seen."""
+        return list(self.table)
+
+    def rewards(self, prompts: Sequence[Text], completions: Sequence[str]) -> torch.Tensor:
+        if len(prompts) != len(completions):
+            raise ValueError(f"{len(prompts)} prompts and {len(completions)} completions")
+        out = torch.zeros(len(prompts))
+        for i, (prompt, completion) in enumerate(zip(prompts, completions)):
+            positions = self.table.get(prompt) if isinstance(prompt, str) else None
+            if positions is None:
+                raise JudgeError(f"{self.name}: row {i}'s prompt is not one of the judge prompts of the training "
+                                 f"pairs: {as_text(prompt)[:80]!r}")
+            scores = agreement_rewards([completion] * len(positions), positions, self.labels,
+                                       marker=ANSWER_MARKER if self.rationale else None,
+                                       require_marker=self.rationale)
+            out[i] = scores.mean()
+        return out
+
+    def embed(self, prompts: Sequence[Text], responses: Sequence[Text]) -> torch.Tensor:
+        return self.rewards(prompts, [as_text(r) for r in responses]).unsqueeze(1)
+
+    def prob_from_embeddings(self, e_a: torch.Tensor, e_b: torch.Tensor) -> torch.Tensor:
+        return (0.5 * (1.0 + e_a[:, 0] - e_b[:, 0])).clamp(0.0, 1.0)
+
+    def prob(self, prompts: Sequence[Text], a: Sequence[Text], b: Sequence[Text]) -> torch.Tensor:
+        return self.prob_from_embeddings(self.embed(prompts, a), self.embed(prompts, b))
 
 
 def judge_report(judge: LLMJudge, records: Sequence[PairRecord], *, batch_size: int = 64) -> dict[str, Any]:

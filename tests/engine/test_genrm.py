@@ -1,6 +1,6 @@
 """Generative pairwise judges: the SFT examples (both orders, rationale), training reads exactly
-what the judge reads, the saved judge loads as trained, its report, the RL step refused, the
-agreement reward."""
+what the judge reads, the saved judge loads as trained, its report, the agreement reward, and
+Think-RM's RL step (GRPO on the judge: end to end, its reward, its refusals, resume)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,21 @@ import numpy as np
 import pytest
 import torch
 
-from prefkit.config import RunConfig, load
+from prefkit.config import ConfigError, RunConfig, load
 from prefkit.data import PairRecord
 from prefkit.engine import TrainData, train
+from prefkit.engine.offline.genrm import world_eval_pairs
 from prefkit.errors import InputError
 from prefkit.llm.hf import HFBackend
-from prefkit.preference import load_preference_model  # noqa: F401  (the package imports cleanly)
+from prefkit.policy import Policy
+from prefkit.preference import (
+    JudgeError,
+    load_preference_model,  # noqa: F401  (the package imports cleanly)
+)
 from prefkit.preference.generative import (
     ANSWER_MARKER,
     JUDGE_FILE,
+    AgreementReward,
     GenerativeJudge,
     agreement_rewards,
     judge_examples,
@@ -107,18 +113,160 @@ def test_agreement_rewards_read_the_answer_after_the_marker():
     assert rewards.tolist() == [1.0, 1.0, 0.0, 0.0]
 
 
-def test_the_rl_step_is_refused_until_grpo_is_wired(tmp_path, capsys):
+def test_agreement_rewards_of_a_rationale_judge_need_the_answer_marker():
+    texts = ["Response A: fine. Response B: bad.", "Response A: fine. Final answer A"]
+    assert agreement_rewards(texts, [True, True]).tolist() == [1.0, 1.0]  # the rationale's "A" is read
+    assert agreement_rewards(texts, [True, True], require_marker=True).tolist() == [0.0, 1.0]
+
+
+def test_the_agreement_reward_looks_up_each_prompts_better_position():
+    reward = AgreementReward.from_prompts(["p1", "p2", "p3", "p3"], [True, False, True, False])
+    assert reward.prompts == ["p1", "p2", "p3"]
+    got = reward.embed(["p1", "p1", "p2", "p3", "p2"], ["A", "B", "B", "A", "nothing"])
+    assert got.shape == (5, 1) and got[:, 0].tolist() == [1.0, 0.0, 1.0, 0.5, 0.0]  # p3 is labelled both ways
+    assert reward.prob(["p1"], ["A"], ["B"]).tolist() == [1.0]
+    assert reward.prob(["p1"], ["A"], ["A"]).tolist() == [0.5]
+    with pytest.raises(JudgeError, match="not one of the judge prompts"):
+        reward.embed(["elsewhere"], ["A"])
+    thinking = AgreementReward.from_prompts(["p"], [False], rationale=True)
+    assert thinking.embed(["p"] * 2, ["Response A: x. Response B: y.", "Response B: y. Final answer B"])[:, 0].tolist() \
+        == [0.0, 1.0]
+
+
+RL = ("train.max_length=160", "genrm.rl=true", "genrm.rl_steps=2", "online.samples_per_prompt=2",
+      "online.prompts_per_step=4", "online.max_new_tokens=4", "train.save_every=1")
+
+
+def sft_weights(run):
+    """The SFT judge's weights: the outer run's final checkpoint."""
+    from prefkit.engine import checkpoint as ckpt
+    from prefkit.engine.rundir import latest_checkpoint
+
+    policy = Policy.load(run / "policy", device="cpu")
+    ckpt.read_checkpoint(latest_checkpoint(run / "checkpoints")).load_weights(policy.model)
+    return policy.model.state_dict()
+
+
+def test_the_rl_step_trains_the_judge_on_its_agreement_with_the_labels(tmp_path, monkeypatch):
+    seen = []
+    original = AgreementReward.rewards
+
+    def spy(self, prompts, completions):
+        out = original(self, prompts, completions)
+        seen.append((list(prompts), list(completions), out.clone()))
+        return out
+
+    monkeypatch.setattr(AgreementReward, "rewards", spy)
+    pairs = make_pairs(8)
+    cfg = tiny_config(tmp_path, "genrm", *RL, "eval.world=transitive", "eval.prompts=4")
+    result = train(cfg, data=TrainData(pairs=pairs))
+    m, run = result.metrics, tmp_path / "run"
+    assert m["rl"] and m["rl/steps"] == 2 and m["rl/prompts"] == 16 and m["rl/samples_per_prompt"] == 2
+    assert m["rl/reward_evals"] == 2 * 4 * 2 and m["steps"] == 4
+    for key in ("eval/accuracy", "eval/position_consistency", "sft/eval/accuracy", "sft/eval/position_consistency"):
+        assert key in m
+    # the loop's reward is agreement_rewards of its completions against each judge prompt's better position
+    examples, _ = judge_examples(pairs)
+    backend = HFBackend(result.policy)
+    better = {backend.render(e.messages): e.first_is_better for e in examples}
+    assert len(seen) == 2 and all(len(p) == 8 for p, _, _ in seen)
+    for prompts, completions, rewards in seen:
+        assert set(prompts) <= set(better)
+        torch.testing.assert_close(rewards, agreement_rewards(completions, [better[p] for p in prompts], marker=None))
+    flat = torch.cat([r for _, _, r in seen])
+    assert 0.0 < float(flat.mean()) < 1.0  # some judgements right, some wrong: the case can fail
+    logged = [json.loads(line) for line in (run / "rl" / "metrics.jsonl").read_text().splitlines()]
+    steps = [row for row in logged if "rewards/mean" in row]
+    assert [row["rewards/mean"] for row in steps] == pytest.approx([float(r.mean()) for _, _, r in seen])
+    # the RL step changed the judge, and OUT/policy is the RL-improved judge, loadable as one
+    after = Policy.load(run / "policy", device="cpu").model.state_dict()
+    before = sft_weights(run)
+    assert any(not torch.equal(after[k], before[k]) for k in after)
+    rl_policy = Policy.load(run / "rl" / "policy", device="cpu").model.state_dict()
+    assert all(torch.equal(after[k], rl_policy[k]) for k in after)
+    judge = LLMJudge.load(run / "policy", device="cpu")
+    assert isinstance(judge, GenerativeJudge) and judge.labels == ("A", "B")
+    held_out = judge_report(judge, world_eval_pairs(make_world("transitive", seed=0), 4, 0))
+    assert m["eval/accuracy"] == held_out["accuracy"]  # reported after the RL step, of the saved judge
+    assert m["eval/position_consistency"] == held_out["position_consistency"]
+    assert json.loads((run / "metrics.json").read_text())["rl/steps"] == 2
+    rl_cfg = load(RunConfig, run / "rl" / "config.yaml", [])
+    assert rl_cfg.method == "grpo" and rl_cfg.train.steps == 2 and rl_cfg.online.samples_per_prompt == 2
+
+
+def test_a_cut_rl_step_resumes_exactly(tmp_path, monkeypatch):
+    pairs = make_pairs(8)
+    whole = train(tiny_config(tmp_path / "a", "genrm", *RL), data=TrainData(pairs=pairs)).metrics
+    calls = {"n": 0}
+    original = AgreementReward.rewards
+
+    def cut_at_step_two(self, prompts, completions):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # killed in RL step 2, after step 1's checkpoint
+        return original(self, prompts, completions)
+
+    monkeypatch.setattr(AgreementReward, "rewards", cut_at_step_two)
+    cfg = tiny_config(tmp_path / "b", "genrm", *RL)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, data=TrainData(pairs=pairs))
+    monkeypatch.setattr(AgreementReward, "rewards", original)
+    resumed = train(cfg, data=TrainData(pairs=pairs), resume=True).metrics
+    timing = {"wall_s", "setup_s", "tokens_per_s", "rl/wall_s", "rl/gen_s", "rl/dir"}
+    assert {k: v for k, v in resumed.items() if k not in timing} == {k: v for k, v in whole.items() if k not in timing}
+    a = Policy.load(tmp_path / "a" / "run" / "policy", device="cpu").model.state_dict()
+    b = Policy.load(tmp_path / "b" / "run" / "policy", device="cpu").model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    again = train(cfg, data=TrainData(pairs=pairs), resume=True).metrics  # after completion: the same summary
+    assert {k: v for k, v in again.items() if k != "setup_s"} == {k: v for k, v in resumed.items() if k != "setup_s"}
+    longer = tiny_config(tmp_path / "b", "genrm", *RL, "train.steps=5")  # the SFT may not grow under its RL step
+    with pytest.raises(InputError, match="started from the judge of 4 SFT steps"):
+        train(longer, data=TrainData(pairs=pairs), resume=True)
+
+
+def test_a_lora_judge_goes_on_training_its_adapters_in_the_rl_step(tmp_path):
+    from safetensors.torch import load_file
+
+    from prefkit.engine.rundir import latest_checkpoint
+
+    cfg = tiny_config(tmp_path, "genrm", *RL, "lora.r=2")
+    assert train(cfg, data=TrainData(pairs=make_pairs(8))).metrics["rl/steps"] == 2
+    run = tmp_path / "run"
+    sft = load_file(latest_checkpoint(run / "checkpoints") / "model.safetensors")
+    rl = load_file(latest_checkpoint(run / "rl" / "checkpoints") / "model.safetensors")
+    assert sft.keys() == rl.keys() and any("lora_" in k for k in sft)
+    assert all(torch.equal(sft[k], rl[k]) != ("lora_" in k) for k in sft)  # adapters moved, the base did not
+    assert (run / "adapter").is_dir() and isinstance(LLMJudge.load(run / "policy", device="cpu"), GenerativeJudge)
+
+
+def test_the_rl_step_refuses_what_it_cannot_do(tmp_path, capsys):
     from prefkit.cli.main import main
 
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps(p.to_json()) + "\n" for p in make_pairs(4)), encoding="utf-8")
-    code = main(["train", "--method", "genrm", "--rl", "--data", str(data), "--out", str(tmp_path / "run")])
-    assert code == 2
-    err = capsys.readouterr().err
-    assert "genrm.rl" in err and "GRPO" in err
-    with pytest.raises(InputError, match="GRPO"):
-        train(load(RunConfig, None, ["method=genrm", "genrm.rl=true", f"out={tmp_path / 'r2'}",
-                                     f"data.path={data}"]))
+
+    def refused(*overrides, match, field=None):
+        cfg = tiny_config(tmp_path, "genrm", f"data.path={data}", "train.max_length=160", "genrm.rl=true", *overrides)
+        with pytest.raises(InputError, match=match) as error:
+            train(cfg)
+        if field is not None:
+            assert error.value.field == field
+        assert not (tmp_path / "run" / "policy").exists()  # refused before the SFT
+
+    refused("online.samples_per_prompt=1", match="samples_per_prompt must be >= 2", field="online.samples_per_prompt")
+    refused("online.judge=world-truth", match="online.judge is not read", field="online.judge")
+    refused("online.reward=win_rate", match="online.reward is not read", field="online.reward")
+    refused("train.final_checkpoint=false", match="final checkpoint", field="train.final_checkpoint")
+    refused("online.max_new_tokens=160", match="must exceed online.max_new_tokens", field="train.max_length")
+    refused("genrm.rationale=world", "eval.world=transitive", "online.max_new_tokens=4",
+            match="SFT targets are up to", field="online.max_new_tokens")
+    with pytest.raises(ConfigError, match=r"genrm\.rl_steps is a setting of the RL step"):
+        load(RunConfig, None, ["method=genrm", "genrm.rl_steps=3"])
+    with pytest.raises(ConfigError, match=r"genrm\.rl_lr"):
+        load(RunConfig, None, ["method=genrm", "genrm.rl=true", "genrm.rl_lr=0"])
+    code = main(["train", "--method", "genrm", "--rl", "--data", str(data), "--out", str(tmp_path / "r2"),
+                 "online.samples_per_prompt=1"])
+    assert code == 2 and "online.samples_per_prompt" in capsys.readouterr().err
     assert main(["train", "--method", "sft", "--rl", "--data", str(data), "--out", str(tmp_path / "r3")]) == 2
     assert "genrm.rl is a setting of --method genrm" in capsys.readouterr().err
 

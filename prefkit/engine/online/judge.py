@@ -30,8 +30,10 @@ from prefkit.preference import (
     checked_probabilities,
 )
 
-SCALAR_REWARD_KINDS = frozenset({"bt", "ordinal", "exemplar"})
-"""Model kinds whose 1-dimensional embedding is a scalar reward (``P(a beats b) = sigmoid(r_a - r_b)``)."""
+SCALAR_REWARD_KINDS = frozenset({"bt", "ordinal", "exemplar", "agreement"})
+"""Model kinds whose 1-dimensional embedding is a scalar reward (``P(a beats b) = sigmoid(r_a - r_b)``;
+``agreement``: Think-RM's label-agreement reward of a generative judge's RL step,
+``prefkit.preference.generative.AgreementReward``)."""
 
 LOGIT_CLIP = 1e-6
 """Probabilities are clipped to [eps, 1 - eps] before taking log-odds (GPO's scores)."""
@@ -62,8 +64,8 @@ class OnlineJudge:
     @property
     def has_scalar_reward(self) -> bool:
         """A scoring model with a 1-dimensional embedding is a (Bradley-Terry) reward model: ``bt``,
-        an ordinal reward model (``ordinal``: its score is BT-compatible) or an exemplar reward
-        (``exemplar``, DRAGON)."""
+        an ordinal reward model (``ordinal``: its score is BT-compatible), an exemplar reward
+        (``exemplar``, DRAGON) or a generative judge's label agreement (``agreement``, Think-RM)."""
         if not isinstance(self.model, ScoringPreferenceModel):
             return False
         kind = getattr(self.model, "kind", None)  # prefkit.preference's neural models say what they are
