@@ -55,9 +55,11 @@ def base_config(method: str, out: Path, seed: int, *, steps: int, lr: float, bat
 
 
 def reference_policy(seed: int, out: Path, *, world_name: str = "transitive", steps: int = 300) -> tuple[Any, Policy]:
-    """``(world, SFT reference)``: cached in ``out/sft-SEED`` (reused when it finished earlier)."""
+    """``(world, SFT reference)``: cached in ``out/sft-WORLD-SEED-STEPS`` (reused when that run
+    finished earlier; the key holds everything that shapes the reference, so a smoke run with few
+    steps is never reused by a full one)."""
     world = make_world(world_name, seed=seed)
-    sft_dir = out / f"sft-{seed}"
+    sft_dir = out / f"sft-{world_name}-{seed}-{steps}"
     if (sft_dir / "metrics.json").is_file():
         return world, Policy.load(sft_dir / "policy", device="cpu")
     rng = np.random.default_rng(seed)

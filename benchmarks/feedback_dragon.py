@@ -11,6 +11,9 @@ DPO (beta 0.1) on their pairs against the reference. No preference label is used
 Measured every ``--every`` steps on 64 held-out eval prompts x 2 samples (temperature 0.7): the
 Fréchet distance (all-MiniLM-L6-v2 embeddings) of the samples to the exemplars, the share of
 samples in the playful style (``world.styles``), the mean instance reward and the mean true utility.
+Two fixed sets give the distance its scale (each 120 texts, about the probe's 128): the ideal answers
+of all 120 eval prompts in the playful style (the target on unseen prompts: the floor) and in the
+formal style (as good, another style).
 
     PYTHONPATH=. python benchmarks/feedback_dragon.py [--seeds 3] [--steps 40] [--methods dragon dragon_fd]
 """
@@ -41,11 +44,14 @@ PROBE = EvalConfig(prompts=64, samples=2, max_new_tokens=16)
 def probe(world, reward: ExemplarReward, policy: Policy, seed: int) -> dict[str, float]:
     prompts = world.prompts("eval", PROBE.prompts)
     texts = sample_texts(policy, prompts, PROBE, seed).texts
-    flat = [t for row in texts for t in row]
-    styles = world.styles(flat)
-    return {"fd": reward.set_distance(flat), "playful": float(np.mean(styles == lx.STYLES.index("playful"))),
-            "reward": float(np.mean(reward.instance_rewards(flat))),
-            "utility": float(np.mean(world.utility([p for p in prompts for _ in range(PROBE.samples)], flat)))}
+    return scores(world, reward, [p for p in prompts for _ in range(PROBE.samples)], [t for row in texts for t in row])
+
+
+def scores(world, reward: ExemplarReward, prompts: list[str], texts: list[str]) -> dict[str, float]:
+    return {"fd": reward.set_distance(texts),
+            "playful": float(np.mean(world.styles(texts) == lx.STYLES.index("playful"))),
+            "reward": float(np.mean(reward.instance_rewards(texts))),
+            "utility": float(np.mean(world.utility(prompts, texts)))}
 
 
 def main() -> None:
@@ -65,11 +71,18 @@ def main() -> None:
     encoder = SentenceEncoder.load()
     finals: dict[str, list[dict[str, float]]] = {m: [] for m in args.methods}
     starts: list[dict[str, float]] = []
+    anchors: dict[str, list[dict[str, float]]] = {"playful": [], "formal": []}
     for seed in range(args.seeds):
         world, reference = reference_policy(seed, OUT, steps=args.sft_steps)
         reference.model.eval().requires_grad_(False)
         exemplars = [world.ideal_response(p, "playful") for p in world.prompts("train", 64)]
         reward = ExemplarReward(exemplars, embed=encoder.encode)
+        for style in anchors:
+            anchors[style].append(scores(world, reward, world.prompts("eval"),
+                                         [world.ideal_response(p, style) for p in world.prompts("eval")]))
+            a = anchors[style][-1]
+            print(f"seed {seed} | ideal {style} answers, 120 eval prompts | FD {a['fd']:.3f} | playful "
+                  f"{a['playful']:.3f} | reward {a['reward']:.3f} | utility {a['utility']:.2f}", flush=True)
         start = probe(world, reward, reference, seed + 2)
         starts.append(start)
         print(f"seed {seed} | reference | step 0 | FD {start['fd']:.3f} | playful {start['playful']:.3f} | "
@@ -101,6 +114,10 @@ def main() -> None:
           f"{PROBE.prompts} eval prompts x {PROBE.samples} samples\n")
     print("| policy | Fréchet distance to the exemplars | playful share | instance reward | true utility |")
     print("|---|---:|---:|---:|---:|")
+    for style, rows in anchors.items():
+        print(f"| ideal answers, {style} style (120 eval prompts) | {mean_sd([s['fd'] for s in rows])} | "
+              f"{mean_sd([s['playful'] for s in rows])} | {mean_sd([s['reward'] for s in rows])} | "
+              f"{mean_sd([s['utility'] for s in rows])} |")
     print(f"| reference (step 0) | {mean_sd([s['fd'] for s in starts])} | {mean_sd([s['playful'] for s in starts])} | "
           f"{mean_sd([s['reward'] for s in starts])} | {mean_sd([s['utility'] for s in starts])} |")
     for method, rows in finals.items():

@@ -12,8 +12,10 @@ true preference P*. Models, all tiny Llama (hidden 32, 2 layers), the same steps
 - ``genrm + rationale`` (``--rationale``): the same after a rationale naming each response's issues
   in the world's terms (``genrm.rationale=world``), Think-RM's think-then-answer form.
 
-Reported: held-out accuracy and, for the generative judges, position consistency (the verdict does
-not change when the two responses swap places).
+Reported: held-out accuracy, the mean probability given to the truly preferred response (0.5: the
+model says nothing; a judge near 0.5 can still rank most pairs by tiny margins) and, for the
+generative judges, position consistency (the verdict does not change when the two responses swap
+places).
 
     PYTHONPATH=. python benchmarks/feedback_judges.py [--seeds 3] [--pairs 4000] [--steps 600] [--rationale]
 """
@@ -55,7 +57,8 @@ def genrm_judge(pairs, test, seed: int, args: argparse.Namespace, rationale: boo
     result = train(cfg, data=TrainData(pairs=pairs), progress=False)
     judge = GenerativeJudge(HFBackend(result.policy, batch_size=64), rationale=rationale)
     report = judge_report(judge, test if not rationale else test[:args.rationale_eval], batch_size=64)
-    return {"accuracy": report["accuracy"], "consistency": report["position_consistency"]}
+    return {"accuracy": report["accuracy"], "p_preferred": report["mean_prob_preferred"],
+            "consistency": report["position_consistency"]}
 
 
 def main() -> None:
@@ -67,11 +70,14 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--rationale", action="store_true", help="also the judge with a world rationale")
     parser.add_argument("--rationale-eval", type=int, default=100, help="held-out pairs for the rationale judge")
-    parser.add_argument("--models", nargs="+", default=["bt", "pairpm", "gpm", "genrm"])
+    parser.add_argument("--models", nargs="*", default=["bt", "pairpm", "gpm", "genrm"],
+                        help="any of bt pairpm gpm genrm (none: only the rationale judge, with --rationale)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"# {machine()}")
     models = [*args.models, *(["genrm + rationale"] if args.rationale else [])]
+    if not models:
+        parser.error("nothing to run: name --models or pass --rationale")
     rows: dict[str, list[dict[str, float]]] = {m: [] for m in models}
     for seed in range(args.seeds):
         world = make_world("transitive", seed=seed)
@@ -84,22 +90,26 @@ def main() -> None:
                     row = genrm_judge(pairs, test, seed, args, name != "genrm", str(Path(out) / "run"))
                 else:
                     model = train_preference_model(rm_config(out, name, seed, args), records=pairs, save=False).model
-                    row = {"accuracy": evaluate_pairs(model, test, batch_size=256)["accuracy"]}
+                    report = evaluate_pairs(model, test, batch_size=256)
+                    row = {"accuracy": report["accuracy"], "p_preferred": report["mean_prob_preferred"]}
             row["seconds"] = time.perf_counter() - began
             rows[name].append(row)
             extra = f" | position consistency {row['consistency']:.3f}" if "consistency" in row else ""
-            print(f"seed {seed} | {name} | held-out acc {row['accuracy']:.3f}{extra} | {row['seconds']:.0f}s",
+            print(f"seed {seed} | {name} | held-out acc {row['accuracy']:.3f} | mean P(preferred) "
+                  f"{row['p_preferred']:.3f}{extra} | {row['seconds']:.0f}s",
                   flush=True)
     print(f"\n{args.pairs} annotator-labelled training pairs per seed, {args.steps} steps of 32, lr {args.lr}; "
           f"held-out: {args.eval_pairs} world eval pairs labelled by P* ({args.rationale_eval} for the rationale "
           "judge)\n")
-    print("| model | held-out accuracy (mean ± sd) | per seed | position consistency | s per run |")
-    print("|---|---:|---|---:|---:|")
+    print("| model | held-out accuracy (mean ± sd) | per seed | mean P(truly preferred) | position consistency "
+          "| s per run |")
+    print("|---|---:|---|---:|---:|---:|")
     for name in models:
         r = rows[name]
         per_seed = ", ".join(f"{x['accuracy']:.3f}" for x in r)
         consistency = f"{np.mean([x['consistency'] for x in r]):.3f}" if "consistency" in r[0] else "–"
-        print(f"| {name} | {mean_sd([x['accuracy'] for x in r])} | {per_seed} | {consistency} | "
+        print(f"| {name} | {mean_sd([x['accuracy'] for x in r])} | {per_seed} | "
+              f"{np.mean([x['p_preferred'] for x in r]):.3f} | {consistency} | "
               f"{np.mean([x['seconds'] for x in r]):.0f} |")
 
 

@@ -53,15 +53,15 @@ def main() -> None:
     models = ("ordinal (likelihood)", "ordinal (nested)", "bt, best vs worst", "bt, all pairs gap >= 1")
     results: dict[str, list[float]] = {m: [] for m in models}
     seconds: dict[str, list[float]] = {m: [] for m in models}
-    counts: dict[str, int] = {}
+    counts: dict[str, list[int]] = {m: [] for m in models}
     for seed in range(args.seeds):
         world = make_world("transitive", seed=seed)
         ratings = rated_lists(world, args.lists, 4, np.random.default_rng([seed, 5]), levels=5)
         test = truth_pairs(world, args.eval_pairs, seed)
         best_worst, _ = binarize(ratings, rule="best_worst", rng=np.random.default_rng(seed))
         all_pairs, _ = binarize(ratings, rule="all_pairs", margin=1.0, rng=np.random.default_rng(seed))
-        counts.update({models[0]: 4 * len(ratings), models[1]: 4 * len(ratings), models[2]: len(best_worst),
-                       models[3]: len(all_pairs)})
+        for name, n in zip(models, (4 * len(ratings), 4 * len(ratings), len(best_worst), len(all_pairs))):
+            counts[name].append(n)
         for name in models:
             began = time.perf_counter()
             with tempfile.TemporaryDirectory() as out:
@@ -76,15 +76,15 @@ def main() -> None:
             accuracy = evaluate_pairs(model, test, batch_size=256)["accuracy"]
             results[name].append(accuracy)
             seconds[name].append(time.perf_counter() - began)
-            print(f"seed {seed} | {name} | train examples {counts[name]} | held-out acc {accuracy:.3f} | "
+            print(f"seed {seed} | {name} | train examples {counts[name][-1]} | held-out acc {accuracy:.3f} | "
                   f"{seconds[name][-1]:.0f}s", flush=True)
     print(f"\n{args.lists} rated lists of 4 per seed (1-5), {args.steps} steps of 32, lr {args.lr}; "
           f"held-out: {args.eval_pairs} world eval pairs labelled by P*\n")
-    print("| model | training examples | held-out pair accuracy (mean ± sd, 3 seeds) | per seed | s per run |")
+    print(f"| model | training examples (mean per seed) | held-out pair accuracy (mean ± sd, {args.seeds} seeds) | per seed | s per run |")
     print("|---|---:|---:|---|---:|")
     for name in models:
         per_seed = ", ".join(f"{x:.3f}" for x in results[name])
-        print(f"| {name} | {counts[name]} | {mean_sd(results[name])} | {per_seed} | {np.mean(seconds[name]):.0f} |")
+        print(f"| {name} | {np.mean(counts[name]):.0f} | {mean_sd(results[name])} | {per_seed} | {np.mean(seconds[name]):.0f} |")
 
 
 if __name__ == "__main__":
