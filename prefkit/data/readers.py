@@ -180,6 +180,16 @@ def _responses_after_prompt(prompt: Text, named: list[tuple[str, Text]]) -> None
             )
 
 
+
+def _annotator(row: dict[str, Any]) -> str | None:
+    """The optional ``annotator`` column: a string, or an integer id read as its string."""
+    annotator = _optional(row, "annotator")
+    if annotator is None or isinstance(annotator, str):
+        return annotator
+    if isinstance(annotator, int) and not isinstance(annotator, bool):
+        return str(annotator)
+    raise RowProblem("annotator", f"must be a string or an integer id, got {type_name(annotator)}")
+
 def _parse_pair(row: dict[str, Any], source: tuple[str, int]) -> tuple[PairRecord, bool]:
     for column in ("chosen", "rejected"):
         if column not in row:
@@ -208,12 +218,7 @@ def _parse_pair(row: dict[str, Any], source: tuple[str, int]) -> tuple[PairRecor
     label = _optional(row, "label")
     margin = _optional(row, "margin")
     weight = _optional(row, "weight")
-    annotator = _optional(row, "annotator")
-    if annotator is not None:
-        if isinstance(annotator, int) and not isinstance(annotator, bool):
-            annotator = str(annotator)
-        elif not isinstance(annotator, str):
-            raise RowProblem("annotator", f"must be a string or an integer id, got {type_name(annotator)}")
+    annotator = _annotator(row)
     record = PairRecord(
         prompt=prompt,
         chosen=chosen,
@@ -284,12 +289,7 @@ def _parse_unpaired(row: dict[str, Any], source: tuple[str, int]) -> tuple[Unpai
         label = bool(label)
     if not isinstance(label, bool):
         raise RowProblem("label", f"must be true (desirable) or false (undesirable), got {label!r}")
-    weight, annotator = _optional(row, "weight"), _optional(row, "annotator")
-    if annotator is not None:
-        if isinstance(annotator, int) and not isinstance(annotator, bool):
-            annotator = str(annotator)
-        elif not isinstance(annotator, str):
-            raise RowProblem("annotator", f"must be a string or an integer id, got {type_name(annotator)}")
+    weight, annotator = _optional(row, "weight"), _annotator(row)
     record = UnpairedRecord(
         prompt=prompt,
         completion=completion,

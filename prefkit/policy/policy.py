@@ -126,6 +126,7 @@ class Policy:
             tokenizer.pad_token = tokenizer.eos_token
         self.model = model
         self.tokenizer = tokenizer
+        self._affixes: tuple[list[int], list[int]] | None = None
 
     # -- construction -----------------------------------------------------------------------
 
@@ -329,7 +330,7 @@ class Policy:
         keys = [p if isinstance(p, str) else _conversation_key(_messages(p, "prompt")) for p in prompts]
         unique = list(dict.fromkeys(keys))
         first = dict(zip(keys, prompts))
-        prefix, _ = special_affixes(self.tokenizer)
+        prefix, _ = self._special_affixes()
         texts = [key if isinstance(key, str) else self.render_prompt(first[key]) for key in unique]
         leads = [prefix if isinstance(key, str) else self._template_lead(text, limit) for key, text in zip(unique, texts)]
         encoded = self._encode_all(texts, limit, bounded.tail_ids)
@@ -369,7 +370,7 @@ class Policy:
         strings = [i for i, r in enumerate(responses) if isinstance(r, str)]
         if strings:
             texts = [str(responses[i]) for i in strings]
-            _, suffix = special_affixes(self.tokenizer) if add_eos else ([], [])
+            _, suffix = self._special_affixes() if add_eos else ([], [])
             eos_text, eos_id = self.tokenizer.eos_token, self.tokenizer.eos_token_id
             for i, text, ids in zip(strings, texts, self._encode_all(texts, limit, bounded.head_ids)):
                 ends = [int(eos_id)] if add_eos and eos_text is not None and not text.endswith(eos_text) else []
@@ -385,6 +386,12 @@ class Policy:
                 context = prompts[i] if prompts is not None and not isinstance(prompts[i], str) else None
                 out[i] = conversation_completion_ids(self.tokenizer, messages, context)
         return [ids[:limit] if limit is not None else ids for ids in out if ids is not None]
+
+    def _special_affixes(self) -> tuple[list[int], list[int]]:
+        """``prefkit.policy.chat.special_affixes`` of this policy's tokenizer, probed once."""
+        if self._affixes is None:
+            self._affixes = special_affixes(self.tokenizer)
+        return self._affixes
 
     def _template_lead(self, text: str, limit: int | None) -> list[int]:
         """The special token a chat template writes first (its bos), which a windowed long prompt

@@ -20,6 +20,15 @@ from prefkit.policy import EncodedBatch, Policy
 from prefkit.policy.encoding import KeepFirst, build_batch
 
 
+def rows_batch(prompt_ids: list[list[int]], response_ids: list[list[int]], cfg: TrainConfig, pad_id: int,
+               keep_bos: KeepFirst, *, prompt_of_row: Sequence[int] | None = None) -> EncodedBatch:
+    """A training batch of token ids: ``train.max_length`` and ``max_prompt_length``, long rows
+    truncated (their length was checked when the examples were built)."""
+    return build_batch(prompt_ids, response_ids, pad_id=pad_id, max_length=cfg.max_length,
+                       max_prompt_length=cfg.max_prompt_length, truncation="truncate", prompt_of_row=prompt_of_row,
+                       keep_first_prompt_token=keep_bos)
+
+
 @dataclass
 class PairExamples:
     """Tokenized pairs: ``prompt_ids[i]`` starts with bos, responses end with eos."""
@@ -41,16 +50,9 @@ class PairExamples:
         """Chosen rows then rejected rows of the examples in ``index`` (one forward for both)."""
         index = list(index)
         n = len(index)
-        return build_batch(
-            [self.prompt_ids[i] for i in index],
-            [self.chosen_ids[i] for i in index] + [self.rejected_ids[i] for i in index],
-            pad_id=pad_id,
-            max_length=cfg.max_length,
-            max_prompt_length=cfg.max_prompt_length,
-            truncation="truncate",
-            prompt_of_row=[*range(n), *range(n)],
-            keep_first_prompt_token=keep_bos,
-        )
+        responses = [self.chosen_ids[i] for i in index] + [self.rejected_ids[i] for i in index]
+        return rows_batch([self.prompt_ids[i] for i in index], responses, cfg, pad_id, keep_bos,
+                          prompt_of_row=[*range(n), *range(n)])
 
     def fingerprint(self) -> str:
         return _fingerprint(self.prompt_ids, self.chosen_ids, self.rejected_ids, [[int(self.tails)]])
@@ -82,16 +84,8 @@ class ListExamples:
                 rows.append(ids)
                 prompt_of_row.append(local)
                 slots.append(local * self.k + j)
-        batch = build_batch(
-            [self.prompt_ids[i] for i in index],
-            rows,
-            pad_id=pad_id,
-            max_length=cfg.max_length,
-            max_prompt_length=cfg.max_prompt_length,
-            truncation="truncate",
-            prompt_of_row=prompt_of_row,
-            keep_first_prompt_token=keep_bos,
-        )
+        batch = rows_batch([self.prompt_ids[i] for i in index], rows, cfg, pad_id, keep_bos,
+                           prompt_of_row=prompt_of_row)
         return batch, torch.tensor(slots, dtype=torch.long)
 
     def fingerprint(self) -> str:
@@ -112,15 +106,8 @@ class SequenceExamples:
 
     def batch(self, index: Sequence[int], cfg: TrainConfig, pad_id: int, keep_bos: KeepFirst) -> EncodedBatch:
         index = list(index)
-        return build_batch(
-            [self.prompt_ids[i] for i in index],
-            [self.response_ids[i] for i in index],
-            pad_id=pad_id,
-            max_length=cfg.max_length,
-            max_prompt_length=cfg.max_prompt_length,
-            truncation="truncate",
-            keep_first_prompt_token=keep_bos,
-        )
+        return rows_batch([self.prompt_ids[i] for i in index], [self.response_ids[i] for i in index], cfg, pad_id,
+                          keep_bos)
 
     def fingerprint(self) -> str:
         return _fingerprint(self.prompt_ids, self.response_ids)
@@ -151,16 +138,8 @@ class UnpairedExamples:
         if self.kl_partner is not None:
             responses += [self.completion_ids[self.kl_partner[i]] for i in index]
             prompt_of_row += list(range(len(index)))
-        return build_batch(
-            [self.prompt_ids[i] for i in index],
-            responses,
-            pad_id=pad_id,
-            max_length=cfg.max_length,
-            max_prompt_length=cfg.max_prompt_length,
-            truncation="truncate",
-            prompt_of_row=prompt_of_row,
-            keep_first_prompt_token=keep_bos,
-        )
+        return rows_batch([self.prompt_ids[i] for i in index], responses, cfg, pad_id, keep_bos,
+                          prompt_of_row=prompt_of_row)
 
     def fingerprint(self) -> str:
         return _fingerprint(self.prompt_ids, self.completion_ids, [[int(v)] for v in self.labels.tolist()],
