@@ -85,6 +85,17 @@ def check_unpair(cfg: RunConfig, method: Method) -> None:
                          "data.unpair", field="data.unpair")
 
 
+def require_plain_file(cfg: RunConfig, what: str) -> None:
+    """Readers of one whole file (ratings, critiques) and pair readers that cannot unpair: the
+    keys they would not read are refused, naming the key."""
+    keys = {"data.split": cfg.data.split, "data.eval_split": cfg.data.eval_split, "data.columns": cfg.data.columns,
+            "data.unpair": cfg.data.unpair}
+    for key, value in keys.items():
+        if value:
+            raise InputError(f"{key} applies to pairs, lists, prompts and unpaired data read by `prefkit train`; {what} "
+                             f"reads its file as it is: remove {key}", field=key)
+
+
 def load_train_data(cfg: RunConfig, method: Method) -> TrainData:
     """Read ``cfg.data.path`` (its ``data.split``, through ``data.columns``) in the shape the
     method needs."""

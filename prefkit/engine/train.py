@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from prefkit.config import RunConfig
-from prefkit.engine.data import TrainData
+from prefkit.engine.data import TrainData, check_unpair
 from prefkit.engine.methods import StepKind, get_method
 from prefkit.engine.offline.genrm import run_genrm
 from prefkit.engine.offline.hindsight import run_hindsight
@@ -64,6 +64,7 @@ def train(
                          + ("samples new data each round: set train.steps (and online.epochs for passes over a "
                             "round)" if method.step == "online" else "counts its length in train.steps: set it"),
                          field="train.epochs")
+    check_unpair(cfg, method)
     if judge is not None and method.step != "online":
         raise ValueError(f"judge= is for online methods; {method.name} is {method.step}")
     session = RunSession.start(cfg, resume=resume, allow_config_change=allow_config_change)

@@ -256,3 +256,45 @@ def test_final_checkpoint_false_saves_only_the_model_and_attention_keys_are_chec
         tiny_config(tmp_path, "dpo", "attn_implementation=eager")
     with pytest.raises(ConfigError, match="attn_implementation"):
         tiny_config(tmp_path, "dpo", "attn_implementation=flash")
+
+
+def test_data_keys_a_reader_would_not_read_are_refused(tmp_path, capsys):
+    """data.unpair outside the unpaired methods, and split/column keys for the readers of one
+    whole file (ratings, critiques), stop the run naming the key instead of being ignored."""
+    from prefkit.cli.main import main
+    from prefkit.data import write_jsonl
+
+    from .conftest import make_pairs
+
+    pairs = tmp_path / "pairs.jsonl"
+    write_jsonl(make_pairs(8), pairs)
+    ratings = tmp_path / "ratings.jsonl"
+    assert main(["sim", "export", "--world", "transitive", "--kind", "ratings", "--n", "8", "--out", str(ratings)]) == 0
+    tiny = ["--model", "tiny", "tiny.hidden_size=16", "tiny.layers=1", "tiny.heads=2", "train.steps=1"]
+    capsys.readouterr()
+    cases = [
+        (["train", "--method", "coh", "--data", str(pairs), *tiny, "data.unpair=true"], "data.unpair"),
+        (["rm", "train", "--kind", "bt", "--data", str(pairs), *tiny, "data.unpair=true"], "data.unpair"),
+        (["rm", "train", "--kind", "ordinal", "--scale", "1-5", "--data", str(ratings), *tiny,
+          "data.columns.prompt=question"], "data.columns"),
+    ]
+    for k, (args, key) in enumerate(cases):
+        assert main([*args, "--out", str(tmp_path / f"run{k}")]) == 2, args
+        assert key in capsys.readouterr().err
+
+
+def test_an_ordinal_model_honours_train_epochs(tmp_path, capsys):
+    import json
+    import math
+
+    from prefkit.cli.main import main
+
+    ratings = tmp_path / "ratings.jsonl"
+    assert main(["sim", "export", "--world", "transitive", "--kind", "ratings", "--n", "8", "--out", str(ratings)]) == 0
+    capsys.readouterr()
+    out = tmp_path / "run"
+    assert main(["rm", "train", "--kind", "ordinal", "--scale", "1-5", "--data", str(ratings), "--model", "tiny",
+                 "tiny.hidden_size=16", "tiny.layers=1", "tiny.heads=2", "train.batch_size=4", "train.epochs=1.5",
+                 "--out", str(out)]) == 0
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["steps"] == math.ceil(1.5 * summary["rated_completions"] / 4)

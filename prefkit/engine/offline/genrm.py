@@ -178,7 +178,7 @@ def run_genrm(session: RunSession, method: Method, *, data: TrainData | None, po
               reference: Policy | None, evaluate: Callable[[Policy, Policy | None, int], dict[str, Any]] | None,
               progress: bool | None) -> TrainResult:
     """Train a generative pairwise judge (see the module docstring) and write the run's outputs."""
-    from prefkit.data import read_options, read_pairs
+    from prefkit.data import eval_source, read_options, read_pairs, train_source
     from prefkit.llm.hf import HFBackend
     from prefkit.preference.generative import (
         AgreementReward,
@@ -209,7 +209,7 @@ def run_genrm(session: RunSession, method: Method, *, data: TrainData | None, po
     else:
         if cfg.data.path is None:
             raise InputError("no training data: pass --data FILE (pairs)", field="data.path")
-        records, _ = read_pairs(cfg.data.path, **read_options(cfg.data))
+        records, _ = read_pairs(train_source(cfg.data), **read_options(cfg.data))
     labels = parse_labels(cfg.genrm.labels)
     template = read_template(cfg.genrm.template) if cfg.genrm.template else DEFAULT_TEMPLATE
     examples, ties = judge_examples(records, template=template, labels=labels, swap=cfg.genrm.swap,
@@ -217,8 +217,9 @@ def run_genrm(session: RunSession, method: Method, *, data: TrainData | None, po
                                     rng=np.random.default_rng(cfg.seed))
     if not examples:
         raise InputError("no decided pairs to train the judge on (every pair is a tie)", field="data.path")
-    if cfg.data.eval_path is not None:
-        held_out, _ = read_pairs(cfg.data.eval_path, **read_options(cfg.data))
+    held_out_source = eval_source(cfg.data)
+    if held_out_source is not None:
+        held_out, _ = read_pairs(held_out_source, **read_options(cfg.data))
     else:
         held_out = world_eval_pairs(world, cfg.eval.prompts, cfg.seed) if world is not None else []
     setup_start = time.perf_counter()

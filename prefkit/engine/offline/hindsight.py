@@ -165,7 +165,7 @@ def run_hindsight(session: RunSession, method: Method, *, data: TrainData | None
                   progress: bool | None) -> TrainResult:
     """Train Chain of Hindsight on pairs (``data.pairs`` or ``data.path``); write the run's outputs
     and ``policy/prefkit_inference.json``."""
-    from prefkit.data import read_options, read_pairs
+    from prefkit.data import eval_source, read_options, read_pairs, train_source
 
     cfg = session.cfg
     if data is not None and data.pairs is not None:
@@ -173,11 +173,12 @@ def run_hindsight(session: RunSession, method: Method, *, data: TrainData | None
     else:
         if cfg.data.path is None:
             raise InputError("no training data: pass --data FILE (pairs)", field="data.path")
-        records, _ = read_pairs(cfg.data.path, **read_options(cfg.data))
+        records, _ = read_pairs(train_source(cfg.data), **read_options(cfg.data))
     examples, ties = hindsight_data(records, cfg)
     eval_examples_raw: list[HindsightExample] = []
-    if cfg.data.eval_path is not None:
-        held_out, _ = read_pairs(cfg.data.eval_path, **read_options(cfg.data))
+    held_out_source = eval_source(cfg.data)
+    if held_out_source is not None:
+        held_out, _ = read_pairs(held_out_source, **read_options(cfg.data))
         eval_examples_raw, _ = hindsight_data(held_out, cfg)
     setup_start = time.perf_counter()
     reference_given = reference is not None

@@ -45,7 +45,7 @@ from prefkit._atomic import atomic_write_text
 from prefkit.config import RunConfig
 from prefkit.data import check_batch_size
 from prefkit.data.critiques import CritiqueRecord
-from prefkit.engine.data import TrainData, batch_indices
+from prefkit.engine.data import TrainData, batch_indices, require_plain_file
 from prefkit.engine.methods import Method
 from prefkit.engine.models import (
     build_policy,
@@ -304,6 +304,7 @@ def first_round_rows(cfg: RunConfig, data: TrainData | None, world: Any | None) 
     from prefkit.data import read_options
     from prefkit.data.critiques import read_critiques
 
+    require_plain_file(cfg, "--method ilf (a critiques file)")
     if cfg.data.path is not None:
         rows, _ = read_critiques(cfg.data.path, **read_options(cfg.data))
         return rows

@@ -30,7 +30,7 @@ from prefkit._atomic import atomic_write_text
 from prefkit.config import RunConfig
 from prefkit.config.schema import rating_scale
 from prefkit.data.ratings import RatingRecord, RatingsRecord
-from prefkit.engine.data import batch_indices
+from prefkit.engine.data import batch_indices, require_plain_file
 from prefkit.engine.metrics import MetricSums
 from prefkit.engine.models import lora_summary
 from prefkit.engine.offline.shapes import split
@@ -242,6 +242,7 @@ def train_ordinal_model(
     levels = high - low + 1
     options = read_options(cfg.data)
     options.pop("max_row_bytes", None)
+    require_plain_file(cfg, "rm.kind=ordinal (a ratings file)")
     session = RunSession.start(cfg, resume=resume, allow_config_change=allow_config_change)
     try:
         report = None
@@ -266,6 +267,8 @@ def train_ordinal_model(
             raise TypeError(f"expected an ordinal model, got {type(model).__name__}")
         data = rating_data(model.backbone, ratings, low=low, levels=levels)
         truncated = check_rating_lengths(model.backbone, data, truncation=cfg.train.truncation)
+        session.resolve_epochs(len(data))
+        cfg = session.cfg
         check_batch_size(cfg.train.batch_size, len(data), what="rated completions", file=cfg.data.path)
         held_out = rating_data(model.backbone, eval_ratings, low=low, levels=levels) if eval_ratings else None
         setup_s = time.perf_counter() - setup

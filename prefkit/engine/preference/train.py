@@ -186,6 +186,10 @@ def train_preference_model(
                              f"the {kind_run.feedback} file as data.path")
         return kind_run.run(cfg, resume=resume, progress=progress, save=save,
                             allow_config_change=allow_config_change)
+    if cfg.data.unpair:
+        raise InputError("data.unpair splits pairs for the unpaired policy methods (kto, bco_unpaired, "
+                         "apo_zero_unpaired); a preference model trains on the pairs themselves: remove data.unpair",
+                         field="data.unpair")
     session = RunSession.start(cfg, resume=resume, allow_config_change=allow_config_change)
     try:
         report = None
