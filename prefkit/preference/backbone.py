@@ -534,7 +534,16 @@ def tiny_backbone(
     device: str | torch.device = "cpu",
 ) -> TextBackbone:
     """The built-in tiny Llama-architecture preset (``--model tiny``) without its LM head, with a
-    word-level tokenizer fitted on ``texts``."""
+    word-level tokenizer fitted on ``texts``.
+
+    The ``<unk>`` embedding starts at zero. The tokenizer knows only the words of ``texts``, so
+    every word first seen at evaluation is ``<unk>``; a random ``<unk>`` vector that training
+    never updated is the same offset added to every response with unseen words, and for GPM
+    such a shared offset ``c`` adds the scalar term ``(v_a - v_b)ᵀ R c`` that can hide the
+    cycle. A zero vector stays zero through the first RMSNorm, so an unknown word contributes no
+    value at the first layer. When the training texts themselves have ``<unk>`` (more words than
+    ``tiny.max_vocab``) it trains from zero like any embedding.
+    """
     from prefkit.policy import Policy
 
     if not texts:
@@ -542,6 +551,8 @@ def tiny_backbone(
     policy = Policy.tiny(texts, tiny_cfg, seed=seed, device=device)
     base = policy.model.model
     base.config.architectures = ["LlamaModel"]
+    with torch.no_grad():
+        base.get_input_embeddings().weight[policy.tokenizer.unk_token_id] = 0.0
     return TextBackbone(base, policy.tokenizer, kind="causal", pooling=pooling,
                         max_length=min(max_length, tiny_cfg.max_position_embeddings))
 

@@ -151,3 +151,16 @@ def test_feature_backbone_concatenates_segments_and_isolates_the_prompt():
     torch.testing.assert_close(p1, p2)
     with pytest.raises(ValueError, match=r"expects 5"):
         fb.collate(fb.prepare(prompts, torch.randn(4, 4)))
+
+
+def test_unseen_words_share_a_zero_unk_embedding(backbone):
+    tok = backbone.tokenizer
+    ids = backbone.tokenize(["zzz-never-seen hello"])[0]
+    assert ids[0] == tok.unk_token_id and ids[-1] != tok.unk_token_id
+    table = backbone.model.get_input_embeddings().weight
+    assert torch.count_nonzero(table[tok.unk_token_id]) == 0
+    assert torch.count_nonzero(table[ids[-1]]) == table.shape[1]
+    layer = backbone.model.layers[0]
+    with torch.no_grad():
+        values = layer.self_attn.v_proj(layer.input_layernorm(table[[tok.unk_token_id]]))
+    assert torch.count_nonzero(values) == 0  # an unknown word adds nothing at the first layer
