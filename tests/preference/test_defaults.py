@@ -24,8 +24,8 @@ def test_no_overrides_gives_the_kinds_defaults(kind, tmp_path):
 def test_the_random_tiny_preset_trains_its_backbone_from_scratch(kind):
     cfg = preference_config(None, [f"rm.kind={kind}"])  # model=tiny is the default
     assert cfg.model == "tiny" and cfg.train.lr == FROM_SCRATCH_DEFAULTS["train.lr"]
+    assert cfg.train.epochs == FROM_SCRATCH_DEFAULTS["train.epochs"] > KIND_DEFAULTS[kind]["train.epochs"]
     assert cfg.rm.head_lr == KIND_DEFAULTS[kind]["rm.head_lr"]
-    assert cfg.train.epochs == KIND_DEFAULTS[kind]["train.epochs"]
     assert preference_config(None, [f"rm.kind={kind}", "train.lr=2e-5"]).train.lr == 2e-5
 
 
@@ -35,9 +35,9 @@ def test_what_the_user_sets_wins_and_steps_replace_epochs(tmp_path):
     cfg = preference_config(None, ["train.steps=50"])
     assert cfg.train.steps == 50 and cfg.train.epochs is None
     yaml_file = tmp_path / "rm.yaml"
-    yaml_file.write_text(f"model: {tmp_path}\nrm:\n  kind: gpm\n  head_lr: 0.5\ntrain:\n  epochs: 3\n")
+    yaml_file.write_text(f"model: {tmp_path}\nrm:\n  kind: gpm\n  head_lr: 0.5\ntrain:\n  epochs: 7\n")
     cfg = preference_config(yaml_file, [])
-    assert cfg.rm.kind == "gpm" and cfg.rm.head_lr == 0.5 and cfg.train.epochs == 3.0
+    assert cfg.rm.kind == "gpm" and cfg.rm.head_lr == 0.5 and cfg.train.epochs == 7.0
     assert cfg.train.lr == KIND_DEFAULTS["gpm"]["train.lr"]
 
 
