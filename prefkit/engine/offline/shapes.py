@@ -89,6 +89,19 @@ class OfflineShape(StepShape):
         size = max(1, self.train.batch_size // (self.session.world * self.train.grad_accum))
         return [mine[i:i + size] for i in range(0, len(mine), size)]
 
+    def evaluate(self, model: nn.Module) -> MetricSums | None:
+        """Held-out metrics summed over this rank's share (:meth:`evaluate_rows` per chunk)."""
+        if self.eval_examples is None:
+            return None
+        out = MetricSums()
+        for rows in self.eval_batches():
+            self.evaluate_rows(model, rows, out)
+        return out
+
+    def evaluate_rows(self, model: nn.Module, rows: list[int], out: MetricSums) -> None:
+        """Add the held-out loss and metrics of the examples ``rows`` to ``out``."""
+        raise NotImplementedError
+
 
 class PerExampleShape(OfflineShape):
     """A registry loss giving one loss per example from one forward of the example's rows
@@ -116,17 +129,11 @@ class PerExampleShape(OfflineShape):
         held-out batches (whose number may differ between processes)."""
         raise NotImplementedError
 
-    def evaluate(self, model: nn.Module) -> MetricSums | None:
-        if self.eval_examples is None:
-            return None
-        out = MetricSums()
-        for rows in self.eval_batches():
-            batch = self.eval_examples.batch(rows, self.train, self.pad_id, self.keep_bos)
-            per_example, metrics = self.per_example(model, self.eval_examples, self.eval_ref, rows, batch,
-                                                    training=False)
-            out.add("loss", per_example)
-            out.merge(metrics)
-        return out
+    def evaluate_rows(self, model: nn.Module, rows: list[int], out: MetricSums) -> None:
+        batch = self.eval_examples.batch(rows, self.train, self.pad_id, self.keep_bos)
+        per_example, metrics = self.per_example(model, self.eval_examples, self.eval_ref, rows, batch, training=False)
+        out.add("loss", per_example)
+        out.merge(metrics)
 
 
 class PairwiseShape(PerExampleShape):
@@ -223,16 +230,11 @@ class ListwiseShape(OfflineShape):
                 metrics.add("kl", mean_h)
         return per_example, metrics
 
-    def evaluate(self, model: nn.Module) -> MetricSums | None:
-        if self.eval_examples is None:
-            return None
-        out = MetricSums()
-        for rows in self.eval_batches():
-            batch, slots = self.eval_examples.batch(rows, self.train, self.pad_id, self.keep_bos)
-            per_example, metrics = self._lists(model, self.eval_examples, self.eval_ref, rows, batch, slots)
-            out.add("loss", per_example)
-            out.merge(metrics)
-        return out
+    def evaluate_rows(self, model: nn.Module, rows: list[int], out: MetricSums) -> None:
+        batch, slots = self.eval_examples.batch(rows, self.train, self.pad_id, self.keep_bos)
+        per_example, metrics = self._lists(model, self.eval_examples, self.eval_ref, rows, batch, slots)
+        out.add("loss", per_example)
+        out.merge(metrics)
 
 
 class SFTShape(OfflineShape):
@@ -260,16 +262,11 @@ class SFTShape(OfflineShape):
         metrics.add("logps/chosen", sums.detach())
         return LossOutput(-sums.sum(), metrics, batch.num_tokens)
 
-    def evaluate(self, model: nn.Module) -> MetricSums | None:
-        if self.eval_examples is None:
-            return None
-        out = MetricSums()
-        for rows in self.eval_batches():
-            batch = self.eval_examples.batch(rows, self.train, self.pad_id, self.keep_bos)
-            result = self._nll(model, batch)
-            out.add_total("loss", float(result.loss), float(batch.response_mask[:, 1:].sum()))
-            out.merge(result.metrics)
-        return out
+    def evaluate_rows(self, model: nn.Module, rows: list[int], out: MetricSums) -> None:
+        batch = self.eval_examples.batch(rows, self.train, self.pad_id, self.keep_bos)
+        result = self._nll(model, batch)
+        out.add_total("loss", float(result.loss), float(batch.response_mask[:, 1:].sum()))
+        out.merge(result.metrics)
 
 
 
